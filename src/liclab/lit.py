@@ -1,0 +1,131 @@
+"""The one LightningModule: trains any liclab model with any quantizer and RD loss."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from liclab import LiclabError
+
+log = logging.getLogger(__name__)
+
+
+class LitCodec(L.LightningModule):
+    """Rate-distortion training of a :class:`~liclab.models.base.CompressionModel`.
+
+    One Adam optimiser with two parameter groups: the network (``lr``) and the entropy
+    bottlenecks' quantiles (``aux_lr``), trained by CompressAI's aux loss. The aux loss
+    reaches only the quantiles (CompressAI stops its gradient into the density) and the
+    quantizers detach the medians, so neither objective touches the other's parameters.
+    Gradient clipping (``clip_max_norm``) applies to the network group only.
+
+    Args:
+        model: the codec.
+        quantizer: the training proxy (:mod:`liclab.quantizers`); rounding in eval mode.
+        loss: a :class:`~liclab.losses.RateDistortionLoss`.
+        lr, aux_lr: learning rates of the two groups.
+        clip_max_norm: gradient-norm clip of the network group (0 or None: off).
+        scheduler: a partial ``torch.optim.lr_scheduler`` class (Hydra ``_partial_``) or None.
+        scheduler_interval: ``"step"`` or ``"epoch"``.
+        max_bad_steps: consecutive non-finite losses tolerated (each skipped) before stopping.
+        config: the resolved run config, stored in every checkpoint so that it can be
+            rebuilt without the config files (:func:`liclab.checkpoint.load_model`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        quantizer: nn.Module,
+        loss: nn.Module,
+        lr: float = 1e-4,
+        aux_lr: float = 1e-3,
+        clip_max_norm: float | None = 1.0,
+        scheduler=None,
+        scheduler_interval: str = "epoch",
+        max_bad_steps: int = 10,
+        config: dict | None = None,
+    ):
+        super().__init__()
+        self.model, self.quantizer, self.loss = model, quantizer, loss
+        self.lr, self.aux_lr, self.clip_max_norm = lr, aux_lr, clip_max_norm
+        self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
+        self.max_bad_steps = max_bad_steps
+        self.config = config or {}
+        self._bad_steps = 0
+
+    def forward(self, x: Tensor) -> dict:
+        return self.model(x, self.quantizer)
+
+    def _aux_params(self) -> list[nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if n.endswith("quantiles")]
+
+    def _main_params(self) -> list[nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if not n.endswith("quantiles")]
+
+    def training_step(self, x: Tensor, batch_idx: int):
+        terms = self.loss(self(x), x)
+        aux = self.model.aux_loss()
+        total = terms["loss"] + aux
+        if not torch.isfinite(total):
+            self._bad_steps += 1
+            log.warning("liclab: non-finite loss at step %d, step skipped", self.global_step)
+            if self._bad_steps >= self.max_bad_steps:
+                raise LiclabError(
+                    f"{self._bad_steps} consecutive non-finite losses at step "
+                    f"{self.global_step}: lower the learning rate or check the data"
+                )
+            return None
+        self._bad_steps = 0
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in terms.items() if k != "distortion"},
+            prog_bar=False,
+            batch_size=x.shape[0],
+        )
+        self.log("train/aux", aux.detach(), batch_size=x.shape[0])
+        self.log("train/loss", terms["loss"].detach(), prog_bar=True, batch_size=x.shape[0])
+        self.log("train/bpp", terms["bpp"].detach(), prog_bar=True, batch_size=x.shape[0])
+        return total
+
+    def validation_step(self, x: Tensor, batch_idx: int):
+        out = self(x)  # eval mode: the quantizer rounds, as the real codec does
+        terms = self.loss(out, x)
+        metrics = {k: v for k, v in terms.items() if k != "distortion"}
+        # PSNR as the evaluator reports it: per image, on 8-bit rounded RGB, then averaged.
+        x8, x_hat8 = torch.round(x * 255), torch.round(out["x_hat"].clamp(0, 1) * 255)
+        mse8 = torch.mean((x_hat8 - x8) ** 2, dim=(1, 2, 3)).clamp_min(1e-10)
+        metrics["psnr"] = torch.mean(10 * torch.log10(255.0**2 / mse8))
+        if min(x.shape[-2:]) >= 161:
+            from pytorch_msssim import ms_ssim
+
+            metrics["ms_ssim"] = ms_ssim(x_hat8, x8, data_range=255.0)
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=x.shape[0])
+        self.log("val/loss", terms["loss"], prog_bar=True, batch_size=x.shape[0])
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(
+            [
+                {"params": self._main_params(), "lr": self.lr, "name": "main"},
+                {"params": self._aux_params(), "lr": self.aux_lr, "name": "aux"},
+            ]
+        )
+        if self.scheduler is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.scheduler(optimizer),
+                "interval": self.scheduler_interval,
+                "monitor": "val/loss",
+            },
+        }
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, algorithm=None):
+        if self.clip_max_norm:
+            torch.nn.utils.clip_grad_norm_(self._main_params(), self.clip_max_norm)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["liclab_config"] = self.config
+

@@ -1,0 +1,101 @@
+"""The learned-codec protocol every liclab model follows.
+
+A model maps tensors to tensors (``forward``, for training and estimation) and latents to
+bytes (``compress`` / ``decompress``). It knows nothing of training mechanics: the
+quantization proxy is an object passed to ``forward`` (see :mod:`liclab.quantizers`), the
+loss, optimiser and logging live in :mod:`liclab.lit`.
+
+Inputs of any size are padded (edge replication) to a multiple of ``stride`` and the output
+is cropped back, in ``forward`` and in ``compress``/``decompress`` alike, so the eval-mode
+``forward`` reconstruction is exactly what ``decompress(compress(x))`` returns.
+
+Built on CompressAI's ``CompressionModel`` (entropy-bottleneck CDF updates, buffer-resizing
+``load_state_dict``, ``aux_loss``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from compressai.models.base import CompressionModel as _CompressAIModel
+from torch import Tensor
+
+from liclab.quantizers import Quantizer, Round
+
+_ROUND = Round().eval()
+
+
+class CompressionModel(_CompressAIModel):
+    """Base class of liclab's models.
+
+    Subclasses set ``stride`` and implement ``_forward``, ``_compress`` and ``_decompress``
+    on padded inputs; this class handles padding, cropping and the output format:
+
+    * ``forward(x, quantizer)`` → ``{"x_hat": Tensor, "likelihoods": {"y": ..., "z": ...}}``
+    * ``compress(x)`` → ``{"strings": [[bytes per image] per latent], "shape": latent shape,
+      "size": (H, W)}``
+    * ``decompress(strings, shape, size)`` → ``{"x_hat": Tensor}`` clamped to [0, 1].
+    """
+
+    stride: int = 64
+
+    def forward(self, x: Tensor, quantizer: Quantizer | None = None) -> dict[str, Any]:
+        size = x.shape[-2:]
+        x_hat, likelihoods = self._forward(self._pad(x), quantizer or _ROUND)
+        return {"x_hat": x_hat[..., : size[0], : size[1]], "likelihoods": likelihoods}
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        strings, shape = self._compress(self._pad(x))
+        return {"strings": strings, "shape": tuple(shape), "size": tuple(x.shape[-2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape: tuple, size: tuple) -> dict[str, Tensor]:
+        x_hat = self._decompress(strings, shape)
+        return {"x_hat": x_hat[..., : size[0], : size[1]].clamp(0, 1)}
+
+    def _pad(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph == 0 and pw == 0:
+            return x
+        # Replicated edges cost fewer bits than zeros and are cropped away after decoding.
+        return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+    def _forward(self, x: Tensor, q: Quantizer) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def _compress(self, x: Tensor) -> tuple[list, tuple]:
+        raise NotImplementedError
+
+    def _decompress(self, strings: list, shape: tuple) -> Tensor:
+        raise NotImplementedError
+
+
+def bottleneck_medians(eb) -> Tensor:
+    """The entropy bottleneck's per-channel medians as a (1, C, 1, 1) tensor."""
+    return eb._get_medians().reshape(1, -1, 1, 1)
+
+
+def bottleneck_likelihood(eb, z: Tensor) -> Tensor:
+    """Likelihood of already-quantized (or noisy) ``z`` under a CompressAI EntropyBottleneck.
+
+    CompressAI's ``EntropyBottleneck.forward`` quantizes internally; liclab's quantizers do
+    that outside, so this evaluates only the density, in the (C, 1, N) layout it expects.
+    """
+    b, c, h, w = z.shape
+    values = z.transpose(0, 1).reshape(c, 1, -1)
+    likelihood, _, _ = eb._likelihood(values)
+    if eb.use_likelihood_bound:
+        likelihood = eb.likelihood_lower_bound(likelihood)
+    return likelihood.reshape(c, b, h, w).transpose(0, 1)
+
+
+def gaussian_likelihood(gc, y: Tensor, scales: Tensor, means: Tensor | None = None) -> Tensor:
+    """Likelihood of already-quantized ``y`` under a CompressAI GaussianConditional."""
+    likelihood = gc._likelihood(y, scales, means)
+    if gc.use_likelihood_bound:
+        likelihood = gc.likelihood_lower_bound(likelihood)
+    return likelihood

@@ -1,0 +1,131 @@
+"""Hyperprior models: scale (Ballé et al. 2018) and mean-scale (Minnen et al. 2018)."""
+
+from __future__ import annotations
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from torch import Tensor, nn
+
+from liclab.models.base import (
+    CompressionModel,
+    bottleneck_likelihood,
+    bottleneck_medians,
+    gaussian_likelihood,
+)
+from liclab.models.layers import conv, deconv, gdn_analysis, gdn_synthesis
+
+
+class ScaleHyperprior(CompressionModel):
+    """Scale hyperprior (Ballé, Minnen, Singh, Hwang, Johnston 2018, arXiv:1802.01436).
+
+    ::
+
+        x ─g_a─▶ y ─|·|─h_a─▶ z ─Q─▶ ẑ ─h_s─▶ σ
+                 │                              │
+                 └────────Q────▶ ŷ ◀── N(0, σ) ─┘ ─g_s─▶ x̂
+
+    z is coded with a factorized EntropyBottleneck, ŷ with a zero-mean Gaussian whose scale
+    comes from the hyper-synthesis. Subclasses change only :meth:`entropy_parameters` and the
+    hyper-analysis input.
+
+    Args:
+        N: channels of the hidden layers (128 for the low-rate paper models, 192 for high).
+        M: channels of y (192, or 320 for high rates).
+
+    Deviations from the paper: none in the transforms (CompressAI's layout, ReLU after the
+    last h_s layer so σ ≥ 0); in coding, σ is mapped to CompressAI's 64-entry log-spaced
+    scale table (0.11–256), which costs ~0.5–1 % over the estimate.
+    """
+
+    def __init__(self, N: int = 128, M: int = 192):
+        super().__init__()
+        self.N, self.M = N, M
+        self.g_a = gdn_analysis(N, M)
+        self.g_s = gdn_synthesis(N, M)
+        self.h_a = nn.Sequential(
+            conv(M, N, 3, 1), nn.ReLU(inplace=True), conv(N, N), nn.ReLU(inplace=True), conv(N, N)
+        )
+        self.h_s = nn.Sequential(
+            deconv(N, N),
+            nn.ReLU(inplace=True),
+            deconv(N, N),
+            nn.ReLU(inplace=True),
+            conv(N, M, 3, 1),
+            nn.ReLU(inplace=True),
+        )
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(None)
+
+    def hyper_input(self, y: Tensor) -> Tensor:
+        return torch.abs(y)
+
+    def entropy_parameters(self, z_hat: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(scales, means) of the Gaussian on y given the decoded hyper-latent."""
+        return self.h_s(z_hat), None
+
+    def _forward(self, x, q):
+        y = self.g_a(x)
+        z = self.h_a(self.hyper_input(y))
+        z_rate, z_hat = q(z, bottleneck_medians(self.entropy_bottleneck))
+        scales, means = self.entropy_parameters(z_hat)
+        y_rate, y_hat = q(y, means)
+        x_hat = self.g_s(y_hat)
+        return x_hat, {
+            "y": gaussian_likelihood(self.gaussian_conditional, y_rate, scales, means),
+            "z": bottleneck_likelihood(self.entropy_bottleneck, z_rate),
+        }
+
+    def _compress(self, x):
+        y = self.g_a(x)
+        z = self.h_a(self.hyper_input(y))
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        scales, means = self.entropy_parameters(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
+        return [y_strings, z_strings], z.shape[-2:]
+
+    def _decompress(self, strings, shape):
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        scales, means = self.entropy_parameters(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_hat = self.gaussian_conditional.decompress(
+            strings[0], indexes, dtype=z_hat.dtype, means=means
+        )
+        return self.g_s(y_hat)
+
+
+class MeanScaleHyperprior(ScaleHyperprior):
+    """Mean-scale hyperprior (Minnen, Ballé, Toderici 2018, arXiv:1809.02736), without the
+    autoregressive context model of the full paper.
+
+    The hyper-synthesis predicts a mean and a scale per element of y; y is rounded around the
+    mean (``round(y − μ) + μ``) and coded with N(μ, σ). LeakyReLU in the hyper transforms and
+    a hyper-synthesis widening to 2M channels, as in the paper's Figure 4 / CompressAI's
+    ``mbt2018-mean``.
+
+    Args:
+        N: channels of the hidden and hyper layers.
+        M: channels of y.
+    """
+
+    def __init__(self, N: int = 128, M: int = 192):
+        super().__init__(N, M)
+        act = nn.LeakyReLU
+        self.h_a = nn.Sequential(
+            conv(M, N, 3, 1), act(inplace=True), conv(N, N), act(inplace=True), conv(N, N)
+        )
+        self.h_s = nn.Sequential(
+            deconv(N, M),
+            act(inplace=True),
+            deconv(M, M * 3 // 2),
+            act(inplace=True),
+            conv(M * 3 // 2, M * 2, 3, 1),
+        )
+
+    def hyper_input(self, y):
+        return y
+
+    def entropy_parameters(self, z_hat):
+        scales, means = self.h_s(z_hat).chunk(2, dim=1)
+        return scales, means
