@@ -81,6 +81,8 @@ def resolve_images(spec) -> list[Path]:
         return kodak()
     if spec == "skimage":
         return skimage_photos()
+    if not Path(spec).exists():
+        raise LiclabError(f"{spec}: no such folder (data is found through $LIC_DATA)")
     return list_images(spec)
 
 

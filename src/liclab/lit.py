@@ -31,7 +31,7 @@ class LitCodec(L.LightningModule):
         scheduler: a partial ``torch.optim.lr_scheduler`` class (Hydra ``_partial_``) or None.
         scheduler_interval: ``"step"`` or ``"epoch"``.
         max_bad_steps: consecutive non-finite losses tolerated (each skipped) before stopping.
-        config: the resolved run config, stored in every checkpoint so that it can be
+        run_config: the resolved run config, stored in every checkpoint so that it can be
             rebuilt without the config files (:func:`liclab.checkpoint.load_model`).
     """
 
@@ -46,14 +46,14 @@ class LitCodec(L.LightningModule):
         scheduler=None,
         scheduler_interval: str = "epoch",
         max_bad_steps: int = 10,
-        config: dict | None = None,
+        run_config: dict | None = None,
     ):
         super().__init__()
         self.model, self.quantizer, self.loss = model, quantizer, loss
         self.lr, self.aux_lr, self.clip_max_norm = lr, aux_lr, clip_max_norm
         self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
         self.max_bad_steps = max_bad_steps
-        self.config = config or {}
+        self.run_config = run_config or {}
         self._bad_steps = 0
 
     def forward(self, x: Tensor) -> dict:
@@ -79,20 +79,14 @@ class LitCodec(L.LightningModule):
                 )
             return None
         self._bad_steps = 0
-        self.log_dict(
-            {f"train/{k}": v.detach() for k, v in terms.items() if k != "distortion"},
-            prog_bar=False,
-            batch_size=x.shape[0],
-        )
-        self.log("train/aux", aux.detach(), batch_size=x.shape[0])
-        self.log("train/loss", terms["loss"].detach(), prog_bar=True, batch_size=x.shape[0])
-        self.log("train/bpp", terms["bpp"].detach(), prog_bar=True, batch_size=x.shape[0])
+        terms["aux"] = aux
+        self._log_terms("train", terms, x.shape[0])
         return total
 
     def validation_step(self, x: Tensor, batch_idx: int):
         out = self(x)  # eval mode: the quantizer rounds, as the real codec does
         terms = self.loss(out, x)
-        metrics = {k: v for k, v in terms.items() if k != "distortion"}
+        metrics = dict(terms)
         # PSNR as the evaluator reports it: per image, on 8-bit rounded RGB, then averaged.
         x8, x_hat8 = torch.round(x * 255), torch.round(out["x_hat"].clamp(0, 1) * 255)
         mse8 = torch.mean((x_hat8 - x8) ** 2, dim=(1, 2, 3)).clamp_min(1e-10)
@@ -101,8 +95,13 @@ class LitCodec(L.LightningModule):
             from pytorch_msssim import ms_ssim
 
             metrics["ms_ssim"] = ms_ssim(x_hat8, x8, data_range=255.0)
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=x.shape[0])
-        self.log("val/loss", terms["loss"], prog_bar=True, batch_size=x.shape[0])
+        self._log_terms("val", metrics, x.shape[0])
+
+    def _log_terms(self, stage: str, terms: dict[str, Tensor], batch_size: int) -> None:
+        for k, v in terms.items():
+            if k != "distortion":  # logged under its own name (mse, ms_ssim)
+                shown = k in ("loss", "bpp", "psnr")
+                self.log(f"{stage}/{k}", v.detach(), prog_bar=shown, batch_size=batch_size)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(
@@ -122,10 +121,10 @@ class LitCodec(L.LightningModule):
             },
         }
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, algorithm=None):
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         if self.clip_max_norm:
             torch.nn.utils.clip_grad_norm_(self._main_params(), self.clip_max_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["liclab_config"] = self.config
+        checkpoint["liclab_config"] = self.run_config
 

@@ -1,0 +1,99 @@
+"""Training from a composed config: instantiate, fit, optionally evaluate the result."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from liclab import LiclabError
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train the configured codec; returns ``{"run_dir", "best", "last", "metrics", "rd"}``.
+
+    Writes into ``cfg.paths.output_dir``: the resolved config (``config.yaml``), checkpoints
+    (``checkpoints/best.ckpt``, ``last.ckpt``), logs, and with ``eval.data`` set, the RD point
+    of the trained model on real bitstreams (``rd.json``).
+    """
+    import lightning as L
+    from hydra.utils import instantiate
+
+    L.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+
+    model = instantiate(cfg.model)
+    quantizer = instantiate(cfg.quantizer)
+    loss = instantiate(cfg.loss)
+    datamodule = instantiate(cfg.data)
+    min_size = getattr(loss, "min_size", 0)
+    if datamodule.crop_size < min_size:
+        raise LiclabError(
+            f"data.crop_size={datamodule.crop_size} is below the {min_size} px that "
+            f"{type(loss).__name__} needs"
+        )
+    # Objects are passed at call time so that Hydra does not wrap them in its config types.
+    module = instantiate(cfg.module, _partial_=True)(
+        model=model, quantizer=quantizer, loss=loss, run_config=resolved
+    )
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out_dir))
+
+    result = {
+        "run_dir": str(out_dir),
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "global_step": trainer.global_step,
+    }
+    ckpt_cb = trainer.checkpoint_callback
+    if ckpt_cb is not None and ckpt_cb.last_model_path:
+        result["last"] = ckpt_cb.last_model_path
+        result["best"] = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+    if cfg.eval.get("data") is not None and "best" in result:
+        result["rd"] = evaluate_run(cfg, result["best"], datamodule, out_dir)
+    return result
+
+
+def _resume_path(cfg: DictConfig, out_dir: Path) -> str | None:
+    """``ckpt_path``: a file, or ``auto`` for this run directory's ``last.ckpt`` if any."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is None:
+        return None
+    if ckpt == "auto":
+        last = out_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.exists() else None
+    if not Path(ckpt).is_file():
+        raise LiclabError(f"{ckpt}: checkpoint to resume from not found")
+    return str(ckpt)
+
+
+def evaluate_run(cfg: DictConfig, ckpt: str, datamodule, out_dir: Path) -> dict:
+    """Compress ``cfg.eval.data`` with the trained model; save and print its RD point."""
+    from liclab.codecs.learned import LearnedCodec
+    from liclab.datasets import resolve_images
+    from liclab.evaluate import aggregate, evaluate_codec
+
+    spec = cfg.eval.data
+    images = resolve_images(spec)
+    if cfg.eval.get("limit"):
+        images = images[: cfg.eval.limit]
+    codec = LearnedCodec.from_checkpoint(ckpt, name=cfg.task_name)
+    records = evaluate_codec(codec, images, workers=1, cache_dir=None, progress=False)
+    point = aggregate(records, name=codec.name, description=f"{codec.setting}, {ckpt}")
+    (out_dir / "rd.json").write_text(json.dumps(point, indent=2))
+    (out_dir / "rd_images.json").write_text(json.dumps(records, indent=2))
+    r = point["results"]
+    log.info(
+        "RD point on %d images: %.4f bpp (estimate %.4f), %.2f dB PSNR, MS-SSIM %.4f",
+        len(records), r["bpp"][0], r.get("est_bpp", [float("nan")])[0], r["psnr-rgb"][0],
+        r["ms-ssim-rgb"][0],
+    )
+    return point

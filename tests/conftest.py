@@ -1,0 +1,82 @@
+"""Shared fixtures: composed configs, synthetic images, a briefly trained tiny model."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from liclab.cli import config_dir
+
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
+
+# Tiny sizes that every model config accepts (tests override the paper-size defaults).
+TINY = {"N": 16, "M": 24}
+MODEL_CONFIGS = sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
+
+
+def compose(overrides: list[str]):
+    """Compose ``configs/train.yaml`` in-process (no subprocess: those cost ~7 s each)."""
+    from hydra import compose as _compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return _compose("train", overrides=overrides)
+
+
+def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A photo-like test image: smooth random colour fields plus mild texture."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, max(2, h // 16), max(2, w // 16), generator=g)
+    img = torch.nn.functional.interpolate(base, size=(h, w), mode="bicubic", align_corners=False)
+    img = img + 0.03 * torch.randn(1, 3, h, w, generator=g)
+    return (img.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(5):
+        target = folder / ("sub" if i % 2 else "") / f"img{i}.png"
+        Image.fromarray(smooth_image(96 + 16 * i, 128, seed=i)).save(target)
+    return folder
+
+
+def tiny_train_overrides(folder: Path, out: Path, model: str = "hyperprior", steps: int = 2):
+    return [
+        f"model={model}",
+        f"model.N={TINY['N']}",
+        f"model.M={TINY['M']}",
+        "data=folder",
+        f"data.train={folder}",
+        "data.crop_size=64",
+        "data.batch_size=2",
+        "data.val_crop_size=64",
+        "data.num_workers=0",
+        "trainer=cpu",
+        f"trainer.max_steps={steps}",
+        "+trainer.enable_progress_bar=false",
+        "logger=csv",
+        f"paths.output_dir={out}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tmp_path_factory) -> Path:
+    """A tiny mean-scale hyperprior trained for 60 steps through the real training path."""
+    from liclab.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    folder = root / "images"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(smooth_image(128, 128, seed=10 + i)).save(folder / f"{i}.png")
+    overrides = tiny_train_overrides(folder, root / "run", "meanscale", steps=60)
+    overrides += ["module.lr=3e-3", "data.samples_per_epoch=40", "loss.lmbda=0.05"]
+    result = train(compose(overrides))
+    return Path(result["last"])

@@ -1,0 +1,73 @@
+"""The training path end to end, in-process: every model trains, resumes, and fails clearly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import MODEL_CONFIGS, compose, tiny_train_overrides
+from liclab import LiclabError
+from liclab.checkpoint import load_model
+from liclab.train import train
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_two_training_steps_and_checkpoint(name, image_folder, tmp_path):
+    result = train(compose(tiny_train_overrides(image_folder, tmp_path / "run", name)))
+    assert result["global_step"] == 2
+    assert (tmp_path / "run" / "config.yaml").exists()
+    model, config = load_model(result["last"])
+    assert config["model"]["_target_"].endswith(type(model).__name__)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_resume_continues_step_count_and_optimizer(image_folder, tmp_path):
+    out = tmp_path / "run"
+    first = train(compose(tiny_train_overrides(image_folder, out, steps=3)))
+    assert first["global_step"] == 3
+    state = torch.load(first["last"], weights_only=False)
+    assert state["optimizer_states"][0]["state"], "optimizer state is saved"
+    resumed = train(compose(tiny_train_overrides(image_folder, out, steps=5) + ["ckpt_path=auto"]))
+    assert resumed["global_step"] == 5
+    again = torch.load(resumed["last"], weights_only=False)
+    # Adam's step counter continued from 3 rather than restarting at 0.
+    assert int(again["optimizer_states"][0]["state"][0]["step"]) == 5
+
+
+def test_aux_loss_reaches_only_quantiles(image_folder, tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = compose(tiny_train_overrides(image_folder, tmp_path))
+    model = instantiate(cfg.model)
+    model.aux_loss().backward()
+    for n, p in model.named_parameters():
+        touched = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert touched == n.endswith("quantiles"), n
+
+
+def test_missing_data_folder_names_the_path(tmp_path):
+    cfg = compose(tiny_train_overrides(tmp_path / "nowhere", tmp_path / "run"))
+    with pytest.raises(LiclabError, match="nowhere"):
+        train(cfg)
+
+
+def test_folder_without_images_names_the_path(tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "notes.png").write_text("not an image")
+    (folder / "other.jpg").write_bytes(b"")
+    with pytest.raises(LiclabError, match="junk"):
+        train(compose(tiny_train_overrides(folder, tmp_path / "run")))
+
+
+def test_non_image_file_is_skipped_with_a_warning(image_folder, tmp_path, caplog):
+    (image_folder / "broken.png").write_text("not an image")
+    result = train(compose(tiny_train_overrides(image_folder, tmp_path / "run")))
+    assert result["global_step"] == 2
+    assert "broken.png" in caplog.text
+
+
+def test_ms_ssim_loss_refuses_too_small_crops(image_folder, tmp_path):
+    cfg = compose(tiny_train_overrides(image_folder, tmp_path) + ["loss=ms_ssim"])
+    with pytest.raises(LiclabError, match="crop_size"):
+        train(cfg)
