@@ -119,6 +119,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_count, self.val_crop_size = val_count, val_crop_size
         self.num_workers = num_workers
         self.train_set = self.val_set = None
+        self.val_paths: list = []
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -133,6 +134,7 @@ class ImageDataModule(L.LightningDataModule):
             train_paths, val_paths = train_paths[: -self.val_count], train_paths[-self.val_count :]
         else:
             val_paths = resolve_images(self.val_spec)
+        self.val_paths = val_paths
         train_images = _load_all(train_paths, "training")
         length = self.samples_per_epoch or max(len(train_images), self.batch_size)
         self.train_set = RandomCrops(train_images, self.crop_size, length)

@@ -69,6 +69,8 @@ def data_root() -> Path:
 def resolve_images(spec) -> list[Path]:
     """The image files a config value names (see the module docstring)."""
     if isinstance(spec, (list, tuple)) or type(spec).__name__ == "ListConfig":
+        if spec and all(isinstance(p, Path) for p in spec):
+            return list(spec)  # an explicit list of files
         errors = []
         for item in spec:
             try:
@@ -76,6 +78,8 @@ def resolve_images(spec) -> list[Path]:
             except LiclabError as exc:
                 errors.append(str(exc))
         raise LiclabError("none of the data sources exist: " + "; ".join(errors))
+    if isinstance(spec, Path):
+        return list_images(spec)
     spec = str(spec)
     if spec == "kodak":
         return kodak()

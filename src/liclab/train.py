@@ -81,8 +81,10 @@ def evaluate_run(cfg: DictConfig, ckpt: str, datamodule, out_dir: Path) -> dict:
     from liclab.datasets import resolve_images
     from liclab.evaluate import aggregate, evaluate_codec
 
-    spec = cfg.eval.data
-    images = resolve_images(spec)
+    # "val" stands for the run's own held-out validation images (full size).
+    specs = cfg.eval.data if OmegaConf.is_list(cfg.eval.data) else [cfg.eval.data]
+    specs = [datamodule.val_paths if s == "val" else s for s in specs]
+    images = resolve_images(specs)
     if cfg.eval.get("limit"):
         images = images[: cfg.eval.limit]
     codec = LearnedCodec.from_checkpoint(ckpt, name=cfg.task_name)
