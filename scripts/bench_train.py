@@ -26,8 +26,12 @@ import torch
 def batches(args):
     from liclab.data import ImageDataModule
 
-    dm = ImageDataModule(args.data, crop_size=args.crop, batch_size=args.batch,
-                         samples_per_epoch=args.batch * (args.steps + args.warmup))
+    dm = ImageDataModule(
+        args.data,
+        crop_size=args.crop,
+        batch_size=args.batch,
+        samples_per_epoch=args.batch * (args.steps + args.warmup),
+    )
     dm.setup()
     return dm
 
@@ -71,8 +75,8 @@ class StepTimer(L.Callback):
 def run_liclab(args, dm) -> float:
     from lightning.pytorch.loggers import CSVLogger
 
-    from liclab.losses import MSE
     from liclab.lit import LitCodec
+    from liclab.losses import MSE
     from liclab.models.hyperprior import ScaleHyperprior
     from liclab.quantizers import Noise
 
@@ -115,8 +119,10 @@ def main():
         base.append(run_baseline(args, dm))
         ours.append(run_liclab(args, dm))
     b, o = statistics.median(base), statistics.median(ours)
-    print(f"N={args.N} M={args.M} batch={args.batch} crop={args.crop} "
-          f"threads={torch.get_num_threads()} steps={args.steps}x{args.repeats}")
+    print(
+        f"N={args.N} M={args.M} batch={args.batch} crop={args.crop} "
+        f"threads={torch.get_num_threads()} steps={args.steps}x{args.repeats}"
+    )
     print(f"baseline (CompressAI ScaleHyperprior, plain loop): {b:.3f} steps/s  {base}")
     print(f"liclab   (LitCodec + Lightning Trainer):           {o:.3f} steps/s  {ours}")
     print(f"throughput ratio liclab / baseline: {o / b:.3f}")

@@ -49,7 +49,9 @@ def test_mse_loss_is_rate_plus_lambda_distortion():
 
 
 def test_bitstream_roundtrip_and_corruption():
-    bs = Bitstream("ScaleHyperprior", b"12345678", (512, 768), (8, 12), [b"abc", b"", b"\x00" * 300])
+    bs = Bitstream(
+        "ScaleHyperprior", b"12345678", (512, 768), (8, 12), [b"abc", b"", b"\x00" * 300]
+    )
     data = pack(bs)
     assert unpack(data) == bs
     with pytest.raises(LiclabError, match="truncated|CRC"):
@@ -85,7 +87,11 @@ def test_load_rgb_converts_and_says_so(tmp_path, mode, note):
 def test_load_rgb_errors_name_the_file(tmp_path):
     (tmp_path / "text.png").write_text("hello")
     (tmp_path / "empty.png").write_bytes(b"")
-    for name, msg in [("text.png", "not an image"), ("empty.png", "empty"), ("gone.png", "no such")]:
+    for name, msg in [
+        ("text.png", "not an image"),
+        ("empty.png", "empty"),
+        ("gone.png", "no such"),
+    ]:
         with pytest.raises(LiclabError, match=f"{name}: .*{msg}"):
             load_rgb(tmp_path / name)
     Image.new("RGB", (40, 70)).save(tmp_path / "small.png")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import compose
 from hydra.utils import instantiate
 
-from conftest import compose
 from liclab.cli import config_dir
 
 ROOT = Path(config_dir())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import MODEL_CONFIGS, TINY, compose, smooth_image
 from hydra.utils import instantiate
 
-from conftest import MODEL_CONFIGS, TINY, compose, smooth_image
 from liclab.codecs.learned import LearnedCodec
 from liclab.quantizers import STE, Mixed, Noise
 

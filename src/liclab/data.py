@@ -156,5 +156,3 @@ class ImageDataModule(L.LightningDataModule):
             batch_size=1 if self.val_crop_size is None else len(self.val_set),
             num_workers=0,
         )
-
-

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor, nn
 
 from liclab import LiclabError
@@ -121,10 +124,29 @@ class LitCodec(L.LightningModule):
             },
         }
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
         if self.clip_max_norm:
             torch.nn.utils.clip_grad_norm_(self._main_params(), self.clip_max_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["liclab_config"] = self.run_config
 
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file, fsyncs it and renames it into place.
+
+    A process killed mid-write (SIGKILL, OOM, a pre-empted node) leaves the previous
+    ``last.ckpt`` intact, never a half-written one, so ``ckpt_path=auto`` can always resume.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)

@@ -53,10 +53,12 @@ def train(cfg: DictConfig) -> dict:
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
         "global_step": trainer.global_step,
     }
-    ckpt_cb = trainer.checkpoint_callback
-    if ckpt_cb is not None and ckpt_cb.last_model_path:
-        result["last"] = ckpt_cb.last_model_path
-        result["best"] = ckpt_cb.best_model_path or ckpt_cb.last_model_path
+    if not trainer.fast_dev_run:
+        # The periodic last.ckpt may be up to every_n_train_steps old: save the final state.
+        result["last"] = str(out_dir / "checkpoints" / "last.ckpt")
+        trainer.save_checkpoint(result["last"])
+        best = [c.best_model_path for c in trainer.checkpoint_callbacks if c.best_model_path]
+        result["best"] = best[0] if best else result["last"]
     if cfg.eval.get("data") is not None and "best" in result:
         result["rd"] = evaluate_run(cfg, result["best"], datamodule, out_dir)
     return result
@@ -95,7 +97,10 @@ def evaluate_run(cfg: DictConfig, ckpt: str, datamodule, out_dir: Path) -> dict:
     r = point["results"]
     log.info(
         "RD point on %d images: %.4f bpp (estimate %.4f), %.2f dB PSNR, MS-SSIM %.4f",
-        len(records), r["bpp"][0], r.get("est_bpp", [float("nan")])[0], r["psnr-rgb"][0],
+        len(records),
+        r["bpp"][0],
+        r.get("est_bpp", [float("nan")])[0],
+        r["psnr-rgb"][0],
         r["ms-ssim-rgb"][0],
     )
     return point

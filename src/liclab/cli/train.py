@@ -40,3 +40,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,14 @@ Inputs of any size are padded (edge replication) to a multiple of ``stride`` and
 is cropped back, in ``forward`` and in ``compress``/``decompress`` alike, so the eval-mode
 ``forward`` reconstruction is exactly what ``decompress(compress(x))`` returns.
 
+Deterministic decoding: the decoder recomputes the entropy parameters (scales, means) that
+select each symbol's CDF, and float32 convolutions give different last bits with a different
+thread count or CPU, which silently selects another CDF and decodes garbage. So in eval mode
+(``compress``, ``decompress`` and the eval ``forward`` alike) the decoder-side networks run
+in float64 (:func:`stable`) and means are snapped to a 1/256 grid (:func:`snap`): a
+disagreement then needs two float64 results to straddle a grid point, ~1e-12 per element.
+Training runs in float32 as usual.
+
 Built on CompressAI's ``CompressionModel`` (entropy-bottleneck CDF updates, buffer-resizing
 ``load_state_dict``, ``aux_loss``).
 """
@@ -20,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from compressai.models.base import CompressionModel as _CompressAIModel
-from torch import Tensor
+from torch import Tensor, nn
 
 from liclab.quantizers import Quantizer, Round
 
@@ -56,6 +64,10 @@ class CompressionModel(_CompressAIModel):
         x_hat = self._decompress(strings, shape)
         return {"x_hat": x_hat[..., : size[0], : size[1]].clamp(0, 1)}
 
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        """g_s: float32 in training, float64 (:func:`stable`) when coding."""
+        return self.g_s(y_hat) if self.training else stable(self.g_s, y_hat).float()
+
     def _pad(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.stride, (-w) % self.stride
@@ -72,6 +84,25 @@ class CompressionModel(_CompressAIModel):
 
     def _decompress(self, strings: list, shape: tuple) -> Tensor:
         raise NotImplementedError
+
+
+MEAN_GRID = 256
+
+
+def stable(module: nn.Module, *inputs: Tensor) -> Tensor:
+    """Run ``module`` in float64 (parameters cast on the fly) and return the float64 result.
+
+    Used on the decoder side in eval mode so that encoder and decoder, in any process with
+    any thread count, compute the same entropy parameters and reconstruction.
+    """
+    params = {k: v.double() for k, v in module.named_parameters()}
+    params.update({k: v.double() for k, v in module.named_buffers() if v.is_floating_point()})
+    return torch.func.functional_call(module, params, tuple(x.double() for x in inputs))
+
+
+def snap(means: Tensor) -> Tensor:
+    """Means on a 1/256 grid, computed in float64: exactly reproducible by the decoder."""
+    return (torch.round(means.double() * MEAN_GRID) / MEAN_GRID).float()
 
 
 def bottleneck_medians(eb) -> Tensor:

@@ -37,7 +37,7 @@ class FactorizedPrior(CompressionModel):
     def _forward(self, x, q):
         y = self.g_a(x)
         y_rate, y_hat = q(y, bottleneck_medians(self.entropy_bottleneck))
-        x_hat = self.g_s(y_hat)
+        x_hat = self.synthesize(y_hat)
         return x_hat, {"y": bottleneck_likelihood(self.entropy_bottleneck, y_rate)}
 
     def _compress(self, x):
@@ -46,4 +46,4 @@ class FactorizedPrior(CompressionModel):
 
     def _decompress(self, strings, shape):
         y_hat = self.entropy_bottleneck.decompress(strings[0], shape)
-        return self.g_s(y_hat)
+        return self.synthesize(y_hat)

@@ -11,6 +11,8 @@ from liclab.models.base import (
     bottleneck_likelihood,
     bottleneck_medians,
     gaussian_likelihood,
+    snap,
+    stable,
 )
 from liclab.models.layers import conv, deconv, gdn_analysis, gdn_synthesis
 
@@ -60,8 +62,17 @@ class ScaleHyperprior(CompressionModel):
         return torch.abs(y)
 
     def entropy_parameters(self, z_hat: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(scales, means) of the Gaussian on y given the decoded hyper-latent."""
-        return self.h_s(z_hat), None
+        """(scales, means) of the Gaussian on y given the decoded hyper-latent.
+
+        When coding (eval mode) h_s runs in float64 and means are snapped to a grid, so the
+        decoder reproduces them bit for bit (see :mod:`liclab.models.base`).
+        """
+        if self.training:
+            return self.split_parameters(self.h_s(z_hat))
+        return self.split_parameters(stable(self.h_s, z_hat))
+
+    def split_parameters(self, h: Tensor) -> tuple[Tensor, Tensor | None]:
+        return h.float(), None
 
     def _forward(self, x, q):
         y = self.g_a(x)
@@ -69,7 +80,7 @@ class ScaleHyperprior(CompressionModel):
         z_rate, z_hat = q(z, bottleneck_medians(self.entropy_bottleneck))
         scales, means = self.entropy_parameters(z_hat)
         y_rate, y_hat = q(y, means)
-        x_hat = self.g_s(y_hat)
+        x_hat = self.synthesize(y_hat)
         return x_hat, {
             "y": gaussian_likelihood(self.gaussian_conditional, y_rate, scales, means),
             "z": bottleneck_likelihood(self.entropy_bottleneck, z_rate),
@@ -92,7 +103,7 @@ class ScaleHyperprior(CompressionModel):
         y_hat = self.gaussian_conditional.decompress(
             strings[0], indexes, dtype=z_hat.dtype, means=means
         )
-        return self.g_s(y_hat)
+        return self.synthesize(y_hat)
 
 
 class MeanScaleHyperprior(ScaleHyperprior):
@@ -126,6 +137,8 @@ class MeanScaleHyperprior(ScaleHyperprior):
     def hyper_input(self, y):
         return y
 
-    def entropy_parameters(self, z_hat):
-        scales, means = self.h_s(z_hat).chunk(2, dim=1)
-        return scales, means
+    def split_parameters(self, h):
+        scales, means = h.chunk(2, dim=1)
+        if h.dtype == torch.float64:  # coding: reproducible means
+            means = snap(means)
+        return scales.float(), means

@@ -26,9 +26,7 @@ def gdn_analysis(N: int, M: int) -> nn.Sequential:
     """The four-stage conv + GDN analysis transform g_a of Ballé et al. 2018 (stride 16)."""
     from compressai.layers import GDN
 
-    return nn.Sequential(
-        conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
-    )
+    return nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
 
 
 def gdn_synthesis(N: int, M: int) -> nn.Sequential:

@@ -1,0 +1,156 @@
+"""Corrupt bitstreams, cross-process determinism, crash-safe training, bad input files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose, smooth_image, tiny_train_overrides
+from PIL import Image
+
+from liclab import LiclabError
+from liclab.cli.codec import verify
+from liclab.codecs.learned import LearnedCodec
+from liclab.images import load_rgb
+from liclab.losses import MSE
+from liclab.train import train
+
+
+@pytest.fixture(scope="module")
+def codec(trained_ckpt):
+    return LearnedCodec.from_checkpoint(trained_ckpt)
+
+
+def test_fuzzed_bitstreams_are_all_detected(codec):
+    data = codec.encode(smooth_image(96, 160, seed=5))
+    rng = np.random.default_rng(1234)
+    for trial in range(400):
+        corrupt = bytearray(data)
+        if trial % 2:
+            corrupt = corrupt[: int(rng.integers(0, len(data)))]
+        else:
+            for _ in range(int(rng.integers(1, 4))):
+                pos = int(rng.integers(0, len(data)))
+                corrupt[pos] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(LiclabError, match="x.lic: "):
+            codec.decode(bytes(corrupt), "x.lic")
+
+
+def test_decoding_with_another_model_is_refused(codec, trained_ckpt):
+    data = codec.encode(smooth_image(64, 64))
+    other = LearnedCodec.from_checkpoint(trained_ckpt)
+    with torch.no_grad():
+        other.model.g_s[0].weight.add_(1e-3)
+    other = LearnedCodec(other.model, "other", "x")
+    with pytest.raises(LiclabError, match="made by MeanScaleHyperprior"):
+        other.decode(data, "x.lic")
+
+
+def test_decoding_in_another_process_with_other_threads_is_bit_identical(trained_ckpt, tmp_path):
+    path = tmp_path / "img.png"
+    Image.fromarray(smooth_image(200, 264, seed=7)).save(path)
+    report = verify(str(path), str(trained_ckpt), threads=(3,))
+    assert report["identical"], report
+
+
+class NaNAfter(MSE):
+    """An MSE loss that turns non-finite from step ``start`` on (to test the guard)."""
+
+    def __init__(self, lmbda: float, start: int):
+        super().__init__(lmbda)
+        self.start, self.calls = start, 0
+
+    def forward(self, out, x):
+        terms = super().forward(out, x)
+        self.calls += 1
+        if self.training and self.calls > self.start:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
+def test_non_finite_loss_is_skipped_then_stops(image_folder, tmp_path, caplog):
+    overrides = tiny_train_overrides(image_folder, tmp_path / "run", steps=50)
+    overrides += [
+        "loss._target_=test_reliability.NaNAfter",
+        "+loss.start=3",
+        "module.max_bad_steps=4",
+    ]
+    cfg = compose(overrides)
+    with pytest.raises(LiclabError, match="4 consecutive non-finite losses"):
+        train(cfg)
+    assert "non-finite loss" in caplog.text
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_finishes_at_the_right_step(image_folder, tmp_path):
+    out = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "liclab.cli.train",
+        *tiny_train_overrides(image_folder, out, steps=400),
+        "callbacks.last.every_n_train_steps=5",
+        f"hydra.run.dir={out}",
+    ]
+    last = out / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, weights_only=False)["global_step"]
+    assert 5 <= killed_at < 400
+    resume = [a if not a.startswith("trainer.max_steps") else "trainer.max_steps=420" for a in args]
+    done = subprocess.run(resume + ["ckpt_path=auto"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert torch.load(last, weights_only=False)["global_step"] == 420
+    assert not list(last.parent.glob(".*.tmp")), "no temporary checkpoint left behind"
+
+
+def _corpus(folder):
+    """The bad-input corpus of the reliability issue, written to ``folder``."""
+    rgb = smooth_image(65, 63, seed=2)
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    Image.fromarray(smooth_image(40, 80)).save(folder / "rotated.jpg", exif=exif)
+    Image.fromarray(rgb[:1, :1]).save(folder / "one.png")
+    Image.fromarray(rgb).save(folder / "odd.png")
+    Image.fromarray(np.zeros((6000, 8000), np.uint8)).save(folder / "huge.png")
+    png = (folder / "odd.png").read_bytes()
+    (folder / "truncated.png").write_bytes(png[: len(png) // 2])
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "readme.png").write_text("not an image")
+
+
+def test_bad_input_corpus(tmp_path):
+    _corpus(tmp_path)
+    arr, notes = load_rgb(tmp_path / "cmyk.jpg")
+    assert arr.shape == (65, 63, 3) and "converted CMYK to RGB" in notes
+    arr, notes = load_rgb(tmp_path / "rotated.jpg")
+    assert arr.shape == (80, 40, 3) and any("EXIF" in n for n in notes)
+    assert load_rgb(tmp_path / "one.png")[0].shape == (1, 1, 3)
+    assert load_rgb(tmp_path / "odd.png")[0].shape == (65, 63, 3)
+    for name, problem in [
+        ("huge.png", "8000x6000 exceeds the 40000000 pixel limit"),
+        ("truncated.png", "unreadable image"),
+        ("empty.png", "empty file"),
+        ("readme.png", "not an image file"),
+    ]:
+        with pytest.raises(LiclabError, match=f"^{name}: {problem}"):
+            load_rgb(tmp_path / name)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (63, 65)])
+def test_tiny_images_round_trip_through_the_codec(codec, size):
+    img = smooth_image(*size)
+    decoded = codec.decode(codec.encode(img))
+    assert decoded.shape == img.shape
