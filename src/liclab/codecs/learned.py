@@ -27,6 +27,7 @@ class LearnedCodec:
 
     def __init__(self, model, name: str, setting: str, model_config: dict | None = None):
         self.model, self.name, self.setting = model, name, setting
+        self.config: dict = {}  # the run config, when loaded from a checkpoint
         self.model_id = type(model).__name__
         self.fingerprint = model_hash(model, model_config)
 
@@ -36,7 +37,9 @@ class LearnedCodec:
         lmbda = config.get("loss", {}).get("lmbda")
         setting = f"lmbda={lmbda}" if lmbda is not None else Path(path).stem
         name = name or config.get("model", {}).get("_target_", "model").rsplit(".", 1)[-1]
-        return cls(model, name, setting, config["model"])
+        codec = cls(model, name, setting, config["model"])
+        codec.config = config
+        return codec
 
     def version(self) -> str:
         return f"{self.model_id}-{self.fingerprint.hex()}"
