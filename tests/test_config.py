@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import compose
 from hydra.utils import instantiate
 
 from liclab.cli import config_dir
+
+from conftest import compose
 
 ROOT = Path(config_dir())
 GROUP_OPTIONS = [

@@ -8,10 +8,11 @@ import shutil
 import pytest
 from PIL import Image
 
-from conftest import smooth_image
 from liclab import LiclabError
 from liclab.cli.codec import compress_file
 from liclab.cli.evaluate import evaluate_checkpoints, find_checkpoints
+
+from conftest import smooth_image
 
 
 @pytest.fixture

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MODEL_CONFIGS, TINY, compose, smooth_image
 from hydra.utils import instantiate
 
 from liclab.codecs.learned import LearnedCodec
 from liclab.quantizers import STE, Mixed, Noise
+
+from conftest import MODEL_CONFIGS, TINY, compose, smooth_image
 
 
 def tiny_model(name: str):

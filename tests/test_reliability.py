@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import compose, smooth_image, tiny_train_overrides
 from PIL import Image
 
 from liclab import LiclabError
@@ -20,6 +19,8 @@ from liclab.codecs.learned import LearnedCodec
 from liclab.images import load_rgb
 from liclab.losses import MSE
 from liclab.train import train
+
+from conftest import compose, smooth_image, tiny_train_overrides
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MODEL_CONFIGS, compose, tiny_train_overrides
 
 from liclab import LiclabError
 from liclab.checkpoint import load_model
 from liclab.train import train
+
+from conftest import MODEL_CONFIGS, compose, tiny_train_overrides
 
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
