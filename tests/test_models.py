@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 
 from liclab.codecs.learned import LearnedCodec
-from liclab.quantizers import STE, Mixed, Noise
+from liclab.quantizers import STE, Mixed, Noise, SoftRound, Universal
 
 from conftest import MODEL_CONFIGS, TINY, compose, smooth_image
 
@@ -23,7 +23,7 @@ def as_tensor(img):
 
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
-@pytest.mark.parametrize("quantizer", [Noise, STE, Mixed])
+@pytest.mark.parametrize("quantizer", [Noise, STE, Mixed, Universal, SoftRound])
 def test_training_forward_backward_reaches_encoder(name, quantizer):
     model = tiny_model(name).train()
     x = as_tensor(smooth_image(64, 64))
@@ -64,6 +64,19 @@ def test_decompress_equals_eval_forward(name, size):
     c = model.compress(x)
     decoded = model.decompress(c["strings"], c["shape"], c["size"])["x_hat"]
     assert decoded.shape == x.shape
+    assert torch.equal(decoded, expected)
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_universal_quantization_codes_with_the_shared_dither(name):
+    model = tiny_model(name).eval()
+    model.update(force=True)
+    x = as_tensor(smooth_image(64, 96))
+    q = Universal(seed=7).eval()
+    expected = model(x, q)["x_hat"].clamp(0, 1)
+    assert not torch.equal(expected, model(x)["x_hat"].clamp(0, 1))
+    c = model.compress(x, q)
+    decoded = model.decompress(c["strings"], c["shape"], c["size"], Universal(seed=7))["x_hat"]
     assert torch.equal(decoded, expected)
 
 

@@ -1,6 +1,17 @@
+import pytest
 import torch
 
-from liclab.quantizers import STE, Mixed, Noise, Round, round_offset, ste_round
+from liclab.quantizers import (
+    STE,
+    Mixed,
+    Noise,
+    Round,
+    SoftRound,
+    Universal,
+    round_offset,
+    soft_round,
+    ste_round,
+)
 
 
 def test_eval_mode_is_true_rounding_for_every_proxy():
@@ -54,3 +65,47 @@ def test_offset_gradient_is_stopped():
 
 def test_ste_round_without_offset():
     assert torch.equal(ste_round(torch.tensor([0.49, 0.51, -1.5])), torch.tensor([0.0, 1.0, -2.0]))
+
+
+def test_soft_round_limits():
+    x = torch.linspace(-3, 3, 601)
+    assert torch.allclose(soft_round(x, 1e-4), x)
+    assert torch.allclose(soft_round(x, 0.05), x, atol=1e-3)
+    off_half = (x - x.floor() - 0.5).abs() > 0.1  # away from the .5 discontinuities
+    assert torch.allclose(soft_round(x, 60.0)[off_half], torch.round(x)[off_half], atol=1e-4)
+    assert torch.equal(
+        soft_round(torch.tensor([0.0, 1.0, -2.0]), 5.0), torch.tensor([0.0, 1.0, -2.0])
+    )
+
+
+def test_soft_round_alpha_schedule_and_rate_term():
+    q = SoftRound(alpha_start=1.0, alpha_end=9.0, anneal_steps=100).train()
+    q.on_train_step(50)
+    assert q.alpha == pytest.approx(5.0)
+    q.on_train_step(1000)
+    assert q.alpha == pytest.approx(9.0)
+    y = torch.randn(1000)
+    y_rate, y_dec = q(y)
+    assert torch.allclose(y_dec, soft_round(y, 9.0))
+    assert (y_rate - y).abs().max() <= 0.5 and not torch.equal(y_rate, y_dec)
+
+
+def test_universal_dither_is_shared_and_error_is_uniform():
+    q = Universal(seed=3).eval()
+    y = torch.randn(1, 4, 64, 64) * 5
+    mu = torch.randn_like(y)
+    c1, c2 = q.coding_offset(y, mu), Universal(seed=3).coding_offset(y.clone(), mu)
+    assert torch.equal(c1, c2), "encoder and decoder derive the same dither"
+    assert not torch.equal(c1, Universal(seed=4).coding_offset(y, mu))
+    u = c1 - mu
+    assert u.abs().max() <= 0.5 and u.std() > 0.25
+    _, y_hat = q(y, mu)
+    err = y_hat - y
+    assert err.abs().max() <= 0.5 + 1e-6
+    assert abs(float(err.mean())) < 0.02 and abs(float(err.var()) - 1 / 12) < 0.005
+    q.train()
+    y.requires_grad_(True)
+    y_rate, y_dec = q(y, mu)
+    assert torch.equal(y_rate, y_dec)
+    y_dec.sum().backward()
+    assert torch.equal(y.grad, torch.ones_like(y))

@@ -51,7 +51,7 @@ def model_hash(model, model_config: dict | None = None) -> bytes:
     """8-byte fingerprint of a model's parameters (and its config), stored in bitstreams."""
     h = hashlib.sha256(type(model).__qualname__.encode())
     if model_config is not None:
-        h.update(repr(sorted(model_config.items())).encode())
+        h.update(repr(model_config).encode())
     for name, p in sorted(model.named_parameters()):
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().numpy().tobytes())

@@ -8,15 +8,22 @@ A model hands every latent to its quantizer as ``q(x, offset)`` and gets back tw
 ``offset`` is the value rounding is centred on: the predicted mean where the model has one,
 the entropy bottleneck's median for factorized latents, else ``None`` (zero).
 
-In ``eval()`` mode every proxy is true rounding, ``round(x - offset) + offset`` for both
-outputs, which is exactly what ``compress``/``decompress`` code. So evaluation never sees
+In ``eval()`` mode every proxy is true rounding, ``round(x - c) + c`` for both outputs, with
+``c = coding_offset(x, offset)``: the offset itself, or for universal quantization the offset
+plus a dither both sides derive from a seed. Models code with the same ``coding_offset``, so
+``compress``/``decompress`` reproduce the eval ``forward`` exactly and evaluation never sees
 the training proxy, whichever one was configured.
+
+Training hooks: :meth:`Quantizer.on_train_step` is called by the LightningModule before each
+step (soft rounding anneals its α there).
 
 CompressAI has the noise and ``quantize_ste`` primitives but no proxy objects; these are
 written here.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -48,9 +55,16 @@ class Quantizer(nn.Module):
             # the rounding (and bottleneck medians are trained only by the aux loss).
             offset = offset.detach()
         if not self.training:
-            x_hat = round_offset(x, offset)
+            x_hat = round_offset(x, self.coding_offset(x, offset))
             return x_hat, x_hat
         return self.proxy(x, offset)
+
+    def coding_offset(self, x: Tensor, offset: Tensor | None) -> Tensor | None:
+        """The value rounding is centred on when coding ``x`` (shape and device of ``x``)."""
+        return offset
+
+    def on_train_step(self, step: int) -> None:
+        """Called before every training step with the global step (for schedules)."""
 
     def proxy(self, x: Tensor, offset: Tensor | None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -89,3 +103,82 @@ class Mixed(Quantizer):
 
     def proxy(self, x, offset):
         return add_noise(x), ste_round(x, offset)
+
+
+class Universal(Quantizer):
+    """Universal quantization (Agustsson & Theis 2020, arXiv:2006.09952).
+
+    Encoder and decoder share a dither u ~ U(−½, ½), drawn from a generator seeded by
+    ``seed`` and the latent's shape, so it travels in no bitstream. The encoder transmits
+    k = round(y − μ − u); the decoder reconstructs ŷ = k + μ + u. Since ŷ − y is then
+    uniform and independent of y, training with a fresh random dither (straight-through
+    gradient) and the noise-convolved density for the rate has no train/test mismatch.
+
+    Args:
+        seed: the shared dither seed (part of the codec: a decoder needs the same one).
+    """
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.seed = seed
+
+    def coding_offset(self, x, offset):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + hash(tuple(x.shape[1:])) % 2**31)
+        u = (torch.rand(x.shape[1:], generator=g) - 0.5).to(x.device, x.dtype).expand_as(x)
+        return u if offset is None else offset + u
+
+    def proxy(self, x, offset):
+        u = torch.empty_like(x).uniform_(-0.5, 0.5)
+        c = u if offset is None else offset + u
+        x_hat = x + (round_offset(x, c) - x).detach()
+        return x_hat, x_hat
+
+
+def soft_round(x: Tensor, alpha: float) -> Tensor:
+    """s_α(x) = ⌊x⌋ + ½ · tanh(α r) / tanh(α/2) + ½ with r = x − ⌊x⌋ − ½ (Agustsson & Theis
+    2020): the identity as α → 0, rounding as α → ∞, differentiable in between."""
+    if alpha < 1e-3:
+        return x
+    m = torch.floor(x) + 0.5
+    r = x - m
+    return m + 0.5 * torch.tanh(alpha * r) / math.tanh(alpha / 2)
+
+
+class SoftRound(Quantizer):
+    """Soft rounding s_α around μ for the decoder input, with α annealed linearly from
+    ``alpha_start`` to ``alpha_end`` over ``anneal_steps`` training steps (Agustsson & Theis
+    2020, arXiv:2006.09952).
+
+    Args:
+        alpha_start, alpha_end, anneal_steps: the α schedule.
+        rate: ``"noise"`` scores y + u for the rate (the combination Tsubota & Aizawa 2023
+            found robust), ``"soft"`` scores s_α(y − μ) + μ + u.
+
+    Deviation from the paper: the decoder receives s_α(y − μ) + μ directly, not the paper's
+    conditional-mean estimate r_α(s_α(y) + u); the rate uses the noise-convolved density of
+    the entropy model, not the density of s_α(y) + u.
+    """
+
+    def __init__(
+        self,
+        alpha_start: float = 1.0,
+        alpha_end: float = 16.0,
+        anneal_steps: int = 10_000,
+        rate: str = "noise",
+    ):
+        super().__init__()
+        if rate not in ("noise", "soft"):
+            raise ValueError(f"rate must be 'noise' or 'soft', not {rate!r}")
+        self.alpha_start, self.alpha_end, self.anneal_steps = alpha_start, alpha_end, anneal_steps
+        self.rate = rate
+        self.alpha = alpha_start
+
+    def on_train_step(self, step):
+        t = min(1.0, step / max(1, self.anneal_steps))
+        self.alpha = self.alpha_start + t * (self.alpha_end - self.alpha_start)
+
+    def proxy(self, x, offset):
+        off = 0.0 if offset is None else offset
+        x_soft = soft_round(x - off, self.alpha) + off
+        x_rate = add_noise(x) if self.rate == "noise" else add_noise(x_soft)
+        return x_rate, x_soft

@@ -23,13 +23,24 @@ class LearnedCodec:
         name: the curve name (e.g. ``hyperprior``).
         setting: the operating point (e.g. the λ or the checkpoint name).
         model_config: the model's config, part of the fingerprint written in each file.
+        quantizer: supplies the rounding centres (a dither for universal quantization);
+            default: plain rounding. Its config is part of the fingerprint too.
     """
 
-    def __init__(self, model, name: str, setting: str, model_config: dict | None = None):
+    def __init__(
+        self,
+        model,
+        name: str,
+        setting: str,
+        model_config: dict | None = None,
+        quantizer=None,
+        quantizer_config: dict | None = None,
+    ):
         self.model, self.name, self.setting = model, name, setting
+        self.quantizer = quantizer.eval() if quantizer is not None else None
         self.config: dict = {}  # the run config, when loaded from a checkpoint
         self.model_id = type(model).__name__
-        self.fingerprint = model_hash(model, model_config)
+        self.fingerprint = model_hash(model, {"model": model_config, "q": quantizer_config})
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, name: str | None = None) -> LearnedCodec:
@@ -37,7 +48,11 @@ class LearnedCodec:
         lmbda = config.get("loss", {}).get("lmbda")
         setting = f"lmbda={lmbda}" if lmbda is not None else Path(path).stem
         name = name or config.get("model", {}).get("_target_", "model").rsplit(".", 1)[-1]
-        codec = cls(model, name, setting, config["model"])
+        from hydra.utils import instantiate
+
+        q_config = config.get("quantizer")
+        quantizer = instantiate(q_config) if q_config else None
+        codec = cls(model, name, setting, config["model"], quantizer, q_config)
         codec.config = config
         return codec
 
@@ -49,7 +64,7 @@ class LearnedCodec:
         return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255.0)
 
     def encode(self, image: np.ndarray) -> bytes:
-        out = self.model.compress(self._to_tensor(image))
+        out = self.model.compress(self._to_tensor(image), self.quantizer)
         strings = [s[0] for s in out["strings"]]
         return pack(Bitstream(self.model_id, self.fingerprint, out["size"], out["shape"], strings))
 
@@ -60,13 +75,14 @@ class LearnedCodec:
                 f"{name}: made by {bs.model_id} {bs.model_hash.hex()}, but this model is "
                 f"{self.model_id} {self.fingerprint.hex()} (use the checkpoint that encoded it)"
             )
-        x_hat = self.model.decompress([[s] for s in bs.strings], bs.shape, bs.size)["x_hat"]
+        strings = [[s] for s in bs.strings]
+        x_hat = self.model.decompress(strings, bs.shape, bs.size, self.quantizer)["x_hat"]
         return to_uint8(x_hat)
 
     @torch.no_grad()
     def estimate_bpp(self, image: np.ndarray) -> float:
         """Entropy-model estimate of the rate under rounding (no header), for comparison."""
-        out = self.model(self._to_tensor(image))
+        out = self.model(self._to_tensor(image), self.quantizer)
         bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
         return float(bits) / (image.shape[0] * image.shape[1])
 

@@ -55,13 +55,16 @@ class CompressionModel(_CompressAIModel):
         return {"x_hat": x_hat[..., : size[0], : size[1]], "likelihoods": likelihoods}
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> dict[str, Any]:
-        strings, shape = self._compress(self._pad(x))
+    def compress(self, x: Tensor, quantizer: Quantizer | None = None) -> dict[str, Any]:
+        """Code ``x``; the quantizer only supplies rounding centres (``coding_offset``)."""
+        strings, shape = self._compress(self._pad(x), (quantizer or _ROUND).eval())
         return {"strings": strings, "shape": tuple(shape), "size": tuple(x.shape[-2:])}
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape: tuple, size: tuple) -> dict[str, Tensor]:
-        x_hat = self._decompress(strings, shape)
+    def decompress(
+        self, strings: list, shape: tuple, size: tuple, quantizer: Quantizer | None = None
+    ) -> dict[str, Tensor]:
+        x_hat = self._decompress(strings, shape, (quantizer or _ROUND).eval())
         return {"x_hat": x_hat[..., : size[0], : size[1]].clamp(0, 1)}
 
     def synthesize(self, y_hat: Tensor) -> Tensor:
@@ -79,10 +82,10 @@ class CompressionModel(_CompressAIModel):
     def _forward(self, x: Tensor, q: Quantizer) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
-    def _compress(self, x: Tensor) -> tuple[list, tuple]:
+    def _compress(self, x: Tensor, q: Quantizer) -> tuple[list, tuple]:
         raise NotImplementedError
 
-    def _decompress(self, strings: list, shape: tuple) -> Tensor:
+    def _decompress(self, strings: list, shape: tuple, q: Quantizer) -> Tensor:
         raise NotImplementedError
 
 
@@ -108,6 +111,28 @@ def snap(means: Tensor) -> Tensor:
 def bottleneck_medians(eb) -> Tensor:
     """The entropy bottleneck's per-channel medians as a (1, C, 1, 1) tensor."""
     return eb._get_medians().reshape(1, -1, 1, 1)
+
+
+def bottleneck_compress(eb, z: Tensor, q: Quantizer) -> list[bytes]:
+    """EntropyBottleneck coding centred on ``q.coding_offset(z, medians)``.
+
+    CompressAI's ``EntropyBottleneck.compress`` always centres on the medians; calling the
+    base ``EntropyModel.compress`` with explicit centres lets universal quantization dither.
+    """
+    from compressai.entropy_models import EntropyModel
+
+    centre = q.coding_offset(z, bottleneck_medians(eb).detach()).expand_as(z)
+    return EntropyModel.compress(eb, z, eb._build_indexes(z.size()), centre)
+
+
+def bottleneck_decompress(eb, strings: list, shape, q: Quantizer) -> Tensor:
+    from compressai.entropy_models import EntropyModel
+
+    size = (len(strings), eb.channels, *shape)
+    medians = bottleneck_medians(eb).detach()
+    centre = q.coding_offset(medians.new_zeros(size), medians).expand(size)
+    indexes = eb._build_indexes(size).to(medians.device)
+    return EntropyModel.decompress(eb, strings, indexes, medians.dtype, centre)
 
 
 def bottleneck_likelihood(eb, z: Tensor) -> Tensor:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from compressai.entropy_models import EntropyBottleneck
 
-from liclab.models.base import CompressionModel, bottleneck_likelihood, bottleneck_medians
+from liclab.models.base import (
+    CompressionModel,
+    bottleneck_compress,
+    bottleneck_decompress,
+    bottleneck_likelihood,
+    bottleneck_medians,
+)
 from liclab.models.layers import gdn_analysis, gdn_synthesis
 
 
@@ -40,10 +46,10 @@ class FactorizedPrior(CompressionModel):
         x_hat = self.synthesize(y_hat)
         return x_hat, {"y": bottleneck_likelihood(self.entropy_bottleneck, y_rate)}
 
-    def _compress(self, x):
+    def _compress(self, x, q):
         y = self.g_a(x)
-        return [self.entropy_bottleneck.compress(y)], y.shape[-2:]
+        return [bottleneck_compress(self.entropy_bottleneck, y, q)], y.shape[-2:]
 
-    def _decompress(self, strings, shape):
-        y_hat = self.entropy_bottleneck.decompress(strings[0], shape)
+    def _decompress(self, strings, shape, q):
+        y_hat = bottleneck_decompress(self.entropy_bottleneck, strings[0], shape, q)
         return self.synthesize(y_hat)

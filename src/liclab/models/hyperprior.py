@@ -8,6 +8,8 @@ from torch import Tensor, nn
 
 from liclab.models.base import (
     CompressionModel,
+    bottleneck_compress,
+    bottleneck_decompress,
     bottleneck_likelihood,
     bottleneck_medians,
     gaussian_likelihood,
@@ -86,23 +88,22 @@ class ScaleHyperprior(CompressionModel):
             "z": bottleneck_likelihood(self.entropy_bottleneck, z_rate),
         }
 
-    def _compress(self, x):
+    def _compress(self, x, q):
         y = self.g_a(x)
         z = self.h_a(self.hyper_input(y))
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        z_strings = bottleneck_compress(self.entropy_bottleneck, z, q)
+        z_hat = bottleneck_decompress(self.entropy_bottleneck, z_strings, z.shape[-2:], q)
         scales, means = self.entropy_parameters(z_hat)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
+        y_strings = self.gaussian_conditional.compress(y, indexes, q.coding_offset(y, means))
         return [y_strings, z_strings], z.shape[-2:]
 
-    def _decompress(self, strings, shape):
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+    def _decompress(self, strings, shape, q):
+        z_hat = bottleneck_decompress(self.entropy_bottleneck, strings[1], shape, q)
         scales, means = self.entropy_parameters(z_hat)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        y_hat = self.gaussian_conditional.decompress(
-            strings[0], indexes, dtype=z_hat.dtype, means=means
-        )
+        centre = q.coding_offset(scales, means)
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, scales.dtype, centre)
         return self.synthesize(y_hat)
 
 
