@@ -264,11 +264,13 @@ def plot(
     metric: str = "psnr",
     dashed: Sequence[Curve] = (),
     title: str = "",
+    max_bpp: float | None = None,
 ) -> list[Path]:
     """Plot ``metric`` against bpp to ``<stem>.png`` and ``<stem>.svg``; returns the paths.
 
     Curves in ``dashed`` (anchors: traditional codecs, published results) are drawn dashed,
-    the others solid with markers. Curves without the metric are left out.
+    the others solid with markers. Curves without the metric are left out. ``max_bpp`` limits
+    the rate axis (the quality axis then fits the points left in view).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -278,17 +280,23 @@ def plot(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     dashed_ids = {id(c) for c in dashed}
+    in_view = []
     for c in curves:
         y = getattr(c, metric)
         if y is None:
             continue
+        in_view += list(y[c.bpp <= max_bpp] if max_bpp else y)
         if id(c) in dashed_ids:
             ax.plot(c.bpp, y, "--", marker=".", linewidth=1.2, label=c.name)
         else:
             ax.plot(c.bpp, y, "-", marker="o", linewidth=1.8, label=c.name)
+    if max_bpp and in_view:
+        ax.set_xlim(0, max_bpp)
+        ax.set_ylim(min(in_view) - 0.5, max(in_view) + 0.5)
     ax.set_xlabel("Rate (bits per pixel)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title or f"{METRICS[metric][1]} vs rate")
+    what = f"{METRICS[metric][1]} vs rate"
+    ax.set_title(f"{title}: {what}" if title else what)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -307,13 +315,15 @@ def report(
     out_dir: str | os.PathLike,
     method: str = "pchip",
     title: str = "",
+    max_bpp: float | None = None,
     show: bool = True,
 ) -> dict:
     """Plots and BD-rate tables of ``runs`` (solid) and ``references`` (dashed) in ``out_dir``.
 
     ``anchor`` names the curve (by name or file stem, among both lists) that every BD-rate is
-    measured against; it is drawn dashed too. Writes ``rd-psnr`` and ``rd-ms-ssim`` plots
-    (PNG, SVG; the second only if a curve has MS-SSIM) and ``bd-rate.md`` / ``bd-rate.csv``.
+    measured against; it is drawn dashed too. Writes ``rd-psnr`` and ``rd-ms-ssim`` plots (PNG,
+    SVG; the second only if a curve has MS-SSIM; ``max_bpp`` limits their rate axis) and
+    ``bd-rate.md`` / ``bd-rate.csv``.
     Returns ``{"rows": the table rows, "files": the paths written}``.
     """
     curves = [*references, *runs]
@@ -322,9 +332,9 @@ def report(
     base = find_curve(curves, anchor)
     dashed = [*references, base]
     out = Path(out_dir)
-    files = plot(curves, out / "rd-psnr", "psnr", dashed, f"{title} PSNR".strip())
+    files = plot(curves, out / "rd-psnr", "psnr", dashed, title, max_bpp)
     if any(c.ms_ssim_db is not None for c in curves):
-        files += plot(curves, out / "rd-ms-ssim", "ms_ssim_db", dashed, f"{title} MS-SSIM".strip())
+        files += plot(curves, out / "rd-ms-ssim", "ms_ssim_db", dashed, title, max_bpp)
     rows = bd_table(curves, base, method)
     caption = f"BD against {base.name} ({method})"
     files += write_table(rows, out / "bd-rate", caption)

@@ -19,6 +19,7 @@ def run(cfg: DictConfig) -> dict:
         out_dir=cfg.out,
         method=cfg.method,
         title=cfg.title,
+        max_bpp=cfg.max_bpp,
     )
     for path in result["files"]:
         print(path)
