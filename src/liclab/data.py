@@ -39,17 +39,31 @@ class RandomCrops(Dataset):
 
     An image smaller than the crop is upscaled (bicubic) until it covers the crop, so every
     sample is real image content rather than padding.
+
+    Crops come from the dataset's own generator (seeded by ``seed`` and the DataLoader worker
+    id), not the global RNG that noise-based quantizers also draw from: runs that differ only
+    in the quantization proxy see exactly the same crops in the same order.
     """
 
-    def __init__(self, images: list[torch.Tensor], crop_size: int, length: int):
-        self.images, self.crop_size, self.length = images, crop_size, length
+    def __init__(self, images: list[torch.Tensor], crop_size: int, length: int, seed: int = 0):
+        self.images, self.crop_size, self.length, self.seed = images, crop_size, length, seed
+        self._rng: torch.Generator | None = None
+        self._worker: int | None = None
+
+    def _generator(self) -> torch.Generator:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else -1
+        if self._rng is None or self._worker != worker:
+            self._rng = torch.Generator().manual_seed(self.seed * 1009 + worker + 1)
+            self._worker = worker
+        return self._rng
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        # torch's RNG is seeded per worker by Lightning (seed_everything(workers=True)).
-        img = self.images[int(torch.randint(len(self.images), ()))]
+        g = self._generator()
+        img = self.images[int(torch.randint(len(self.images), (), generator=g))]
         img = img.float().div_(255.0)
         c = self.crop_size
         h, w = img.shape[-2:]
@@ -59,8 +73,8 @@ class RandomCrops(Dataset):
             img = F.interpolate(img[None], size=size, mode="bicubic", align_corners=False)[0]
             img = img.clamp_(0, 1)
             h, w = size
-        top = int(torch.randint(h - c + 1, ()))
-        left = int(torch.randint(w - c + 1, ()))
+        top = int(torch.randint(h - c + 1, (), generator=g))
+        left = int(torch.randint(w - c + 1, (), generator=g))
         return img[:, top : top + c, left : left + c]
 
 
@@ -99,6 +113,7 @@ class ImageDataModule(L.LightningDataModule):
         val_count: images held out when ``val`` is None.
         val_crop_size: validation centre-crop side (None: whole images).
         num_workers: DataLoader workers.
+        seed: seed of the crop sequence (the run's ``seed`` by default in the configs).
     """
 
     def __init__(
@@ -111,13 +126,14 @@ class ImageDataModule(L.LightningDataModule):
         val_count: int = 2,
         val_crop_size: int | None = 256,
         num_workers: int = 0,
+        seed: int = 0,
     ):
         super().__init__()
         self.train_spec, self.val_spec = train, val
         self.crop_size, self.batch_size = crop_size, batch_size
         self.samples_per_epoch = samples_per_epoch
         self.val_count, self.val_crop_size = val_count, val_crop_size
-        self.num_workers = num_workers
+        self.num_workers, self.seed = num_workers, seed
         self.train_set = self.val_set = None
         self.val_paths: list = []
 
@@ -137,7 +153,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_paths = val_paths
         train_images = _load_all(train_paths, "training")
         length = self.samples_per_epoch or max(len(train_images), self.batch_size)
-        self.train_set = RandomCrops(train_images, self.crop_size, length)
+        self.train_set = RandomCrops(train_images, self.crop_size, length, self.seed)
         self.val_set = CenterCrops(_load_all(val_paths, "validation"), self.val_crop_size)
 
     def train_dataloader(self) -> DataLoader:

@@ -50,10 +50,12 @@ class Quantizer(nn.Module):
     """Base class: true rounding in eval mode; subclasses define :meth:`proxy` for training."""
 
     def forward(self, x: Tensor, offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        # Latents stay float32 under bf16 autocast: bf16 steps are 0.25 at |y| ≈ 50.
+        x = x.float()
         if offset is not None:
             # The offset is a prediction of the model, not a quantity to optimise through
             # the rounding (and bottleneck medians are trained only by the aux loss).
-            offset = offset.detach()
+            offset = offset.detach().float()
         if not self.training:
             x_hat = round_offset(x, self.coding_offset(x, offset))
             return x_hat, x_hat

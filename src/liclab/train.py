@@ -30,6 +30,8 @@ def train(cfg: DictConfig) -> dict:
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
 
     model = instantiate(cfg.model)
+    if cfg.get("compile"):
+        model.compile()
     quantizer = instantiate(cfg.quantizer)
     loss = instantiate(cfg.loss)
     datamodule = instantiate(cfg.data)

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from liclab import LiclabError
+
+
+def _dirsafe(text: str, limit: int = 120) -> str:
+    """An override string usable as one directory name: no separators, bounded length."""
+    text = str(text).replace(os.sep, "_")
+    if len(text) <= limit:
+        return text
+    return text[: limit - 9] + "~" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+# ${pid:} in run-directory names keeps parallel launches apart; ${dirsafe:...} keeps a sweep
+# run's override string one directory deep.
+for _name, _fn in (("pid", os.getpid), ("dirsafe", _dirsafe)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
 
 
 def config_dir() -> str:

@@ -21,9 +21,7 @@ def _main(cfg: DictConfig) -> None:
 
     from liclab.train import train
 
-    # Lightning logs through its own handlers and Hydra's root handler: print once.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).propagate = False
+    _log_once()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         train(cfg)
@@ -36,6 +34,17 @@ def _main(cfg: DictConfig) -> None:
             raise
         # One failing λ must not take the rest of a sweep down with it.
         log.exception("liclab: run %s failed; the sweep goes on", HydraConfig.get().job.num)
+
+
+def _log_once() -> None:
+    """Lightning adds its own stderr handlers on import; Hydra's (console + train.log) suffice."""
+    import lightning  # noqa: F401  (import first so that its handlers exist)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def main() -> None:

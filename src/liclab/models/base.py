@@ -142,16 +142,20 @@ def bottleneck_likelihood(eb, z: Tensor) -> Tensor:
     that outside, so this evaluates only the density, in the (C, 1, N) layout it expects.
     """
     b, c, h, w = z.shape
-    values = z.transpose(0, 1).reshape(c, 1, -1)
-    likelihood, _, _ = eb._likelihood(values)
-    if eb.use_likelihood_bound:
-        likelihood = eb.likelihood_lower_bound(likelihood)
+    values = z.float().transpose(0, 1).reshape(c, 1, -1)
+    with torch.autocast(z.device.type, enabled=False):  # float32 under bf16 training
+        likelihood, _, _ = eb._likelihood(values)
+        if eb.use_likelihood_bound:
+            likelihood = eb.likelihood_lower_bound(likelihood)
     return likelihood.reshape(c, b, h, w).transpose(0, 1)
 
 
 def gaussian_likelihood(gc, y: Tensor, scales: Tensor, means: Tensor | None = None) -> Tensor:
-    """Likelihood of already-quantized ``y`` under a CompressAI GaussianConditional."""
-    likelihood = gc._likelihood(y, scales, means)
-    if gc.use_likelihood_bound:
-        likelihood = gc.likelihood_lower_bound(likelihood)
+    """Likelihood of already-quantized ``y`` under a CompressAI GaussianConditional, in
+    float32 whatever the autocast precision (bf16 erfc tails would be far off)."""
+    means = None if means is None else means.float()
+    with torch.autocast(y.device.type, enabled=False):
+        likelihood = gc._likelihood(y.float(), scales.float(), means)
+        if gc.use_likelihood_bound:
+            likelihood = gc.likelihood_lower_bound(likelihood)
     return likelihood

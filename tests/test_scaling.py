@@ -1,0 +1,108 @@
+"""λ-ladder presets, paper configurations, DDP, parallel sweeps, bf16, the SLURM launcher."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+
+from liclab.cli import config_dir
+from liclab.train import train
+
+from conftest import compose, tiny_train_overrides
+
+MSE_LADDER = [0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800]
+MS_SSIM_LADDER = [2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.0]
+
+
+def compose_with_hydra(overrides):
+    """Compose as a run would, with the ``hydra:`` resolver available."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize(("preset", "ladder"), [("mse", MSE_LADDER), ("ms_ssim", MS_SSIM_LADDER)])
+def test_lambda_ladders(preset, ladder):
+    cfg = compose_with_hydra([f"sweep={preset}"])
+    values = [float(v) for v in cfg.hydra.sweeper.params["loss.lmbda"].split(",")]
+    assert values == ladder
+
+
+@pytest.mark.parametrize(
+    ("experiment", "quality", "loss", "expected"),
+    [
+        ("paper_hyperprior", "q1", "mse", (128, 192, 0.0018)),
+        ("paper_hyperprior", "q6", "mse", (192, 320, 0.0483)),
+        ("paper_factorized", "q5", "ms_ssim", (128, 192, 31.73)),
+        ("paper_meanscale", "q5", "mse", (192, 320, 0.0250)),
+        ("paper_meanscale", "q8", "ms_ssim", (192, 320, 220.0)),
+    ],
+)
+def test_paper_configurations(experiment, quality, loss, expected):
+    cfg = compose_with_hydra([f"experiment={experiment}", f"quality={quality}", f"loss={loss}"])
+    assert (cfg.model.N, cfg.model.M, cfg.loss.lmbda) == expected
+    assert cfg.paper.keys() == {f"q{i}" for i in range(1, 9)}
+
+
+def test_slurm_launcher_composes():
+    cfg = compose_with_hydra(["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"])
+    assert "submitit" in cfg.hydra.launcher._target_
+    assert cfg.hydra.launcher.tasks_per_node == 4
+
+
+def test_bf16_training_keeps_likelihoods_in_float32(image_folder, tmp_path):
+    overrides = tiny_train_overrides(image_folder, tmp_path / "run", "meanscale")
+    result = train(compose(overrides + ["trainer.precision=bf16-mixed"]))
+    assert result["global_step"] == 2
+    from hydra.utils import instantiate
+
+    from liclab.quantizers import Noise
+
+    model = instantiate(compose(overrides).model).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(1, 3, 64, 64), Noise().train())
+    assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())
+
+
+def _train_cmd(args):
+    return [sys.executable, "-m", "liclab.cli.train", *args]
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(image_folder, tmp_path):
+    out = tmp_path / "ddp"
+    args = tiny_train_overrides(image_folder, out, steps=3)
+    args = [a for a in args if not a.startswith(("trainer=", "paths.output_dir"))]
+    args += ["trainer=ddp_cpu", f"hydra.run.dir={out}"]
+    done = subprocess.run(_train_cmd(args), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stderr + done.stdout
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_parallel_sweeps_write_disjoint_directories(image_folder, tmp_path):
+    args = tiny_train_overrides(image_folder, tmp_path, steps=1)
+    args = [a for a in args if not a.startswith("paths.output_dir")]
+    args = ["-m", "loss.lmbda=0.01,0.02", "logger=none", *args]
+    procs = [
+        subprocess.Popen(_train_cmd(args), cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    sweeps = sorted((tmp_path / "multirun" / "train").iterdir())
+    assert len(sweeps) == 2
+    for sweep in sweeps:
+        runs = sorted(d.name for d in sweep.iterdir() if d.is_dir())
+        assert [r.split("_")[0] for r in runs] == ["0", "1"]
+        assert all((sweep / r / "checkpoints" / "last.ckpt").exists() for r in runs)
