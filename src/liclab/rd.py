@@ -204,8 +204,8 @@ def bd_table(curves: Sequence[Curve], anchor: Curve, method: str = "pchip") -> l
     """BD-rate (%) and BD-quality (dB) of every curve against ``anchor``, per metric.
 
     One row per curve: ``{"curve", "points", "BD-rate PSNR (%)", "BD-PSNR (dB)",
-    "BD-rate MS-SSIM (%)", "BD-MS-SSIM (dB)"}``; NaN where a metric is missing or the ranges
-    do not overlap.
+    "BD-rate MS-SSIM (%)", "BD-MS-SSIM (dB)"}``; NaN where a metric is missing, a curve has a
+    single point, or the ranges do not overlap.
     """
     rows = []
     for c in curves:
@@ -213,7 +213,7 @@ def bd_table(curves: Sequence[Curve], anchor: Curve, method: str = "pchip") -> l
         for attr, (_, label) in METRICS.items():
             qa, qb = getattr(anchor, attr), getattr(c, attr)
             rate = quality = math.nan
-            if qa is not None and qb is not None:
+            if qa is not None and qb is not None and min(len(c.bpp), len(anchor.bpp)) >= 2:
                 rate = bd_rate(anchor.bpp, qa, c.bpp, qb, method)
                 quality = bd_quality(anchor.bpp, qa, c.bpp, qb, method)
             row[f"BD-rate {label} (%)"] = rate

@@ -96,6 +96,8 @@ def evaluate_run(cfg: DictConfig, ckpt: str, datamodule, out_dir: Path) -> dict:
     point = aggregate(records, name=codec.name, description=f"{codec.setting}, {ckpt}")
     (out_dir / "rd.json").write_text(json.dumps(point, indent=2))
     (out_dir / "rd_images.json").write_text(json.dumps(records, indent=2))
+    if cfg.eval.get("anchors"):
+        draw_against_anchors(point, images, cfg.eval, out_dir / "rd")
     r = point["results"]
     log.info(
         "RD point on %d images: %.4f bpp (estimate %.4f), %.2f dB PSNR, MS-SSIM %.4f",
@@ -106,3 +108,28 @@ def evaluate_run(cfg: DictConfig, ckpt: str, datamodule, out_dir: Path) -> dict:
         r["ms-ssim-rgb"][0],
     )
     return point
+
+
+def draw_against_anchors(point: dict, images, eval_cfg, out: Path) -> dict:
+    """Anchor curves on the same images, then the RD plots and BD-rate table in ``out``."""
+    from liclab.anchors import anchor_codecs, evaluate_anchor
+    from liclab.rd import curve_from_dict, report
+
+    references = []
+    for name in eval_cfg.anchors:
+        curve, _, seconds = evaluate_anchor(
+            anchor_codecs(name), images, "eval images", cache_dir=eval_cfg.get("cache_dir")
+        )
+        log.info("%s anchor: %d points in %.1f s", name, len(curve["settings"]), seconds)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps(curve, indent=2))
+        references.append(curve_from_dict(curve, name))
+    result = report(
+        [curve_from_dict(point, point["name"])],
+        references,
+        anchor=eval_cfg.anchors[0],
+        out_dir=out,
+        title=f"{len(images)} images",
+    )
+    log.info("RD plots and BD-rate table: %s", ", ".join(map(str, result["files"])))
+    return result
