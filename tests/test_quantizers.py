@@ -80,10 +80,13 @@ def test_soft_round_limits():
 
 def test_soft_round_alpha_schedule_and_rate_term():
     q = SoftRound(alpha_start=1.0, alpha_end=9.0, anneal_steps=100).train()
-    q.on_train_step(50)
+    q.on_train_step(50, max_steps=1000)
     assert q.alpha == pytest.approx(5.0)
-    q.on_train_step(1000)
+    q.on_train_step(1000, max_steps=1000)
     assert q.alpha == pytest.approx(9.0)
+    whole_run = SoftRound(alpha_start=1.0, alpha_end=9.0)
+    whole_run.on_train_step(250, max_steps=1000)
+    assert whole_run.alpha == pytest.approx(3.0)
     y = torch.randn(1000)
     y_rate, y_dec = q(y)
     assert torch.allclose(y_dec, soft_round(y, 9.0))

@@ -114,7 +114,8 @@ def aggregate(
 
     ``results`` holds the means of ``bpp``, ``psnr-rgb``, ``ms-ssim-rgb`` (and
     ``ms-ssim-db-rgb``, the dB value of that mean) when every image has it, ``encoding_time``,
-    ``decoding_time`` and ``est_bpp`` when the codec estimates its rate. ``settings`` and
+    ``decoding_time``, ``est_bpp`` when the codec estimates its rate and ``proxy_bpp`` /
+    ``proxy_psnr`` when it reports them (learned codecs, under their training proxy). ``settings`` and
     ``versions`` record what produced the point; :func:`combine` joins points into a curve.
     """
     if not records:
@@ -128,8 +129,9 @@ def aggregate(
         results["ms-ssim-db-rgb"] = ms_ssim_db(results["ms-ssim-rgb"])
     results["encoding_time"] = _mean(records, "enc_s")
     results["decoding_time"] = _mean(records, "dec_s")
-    if all("est_bpp" in r for r in records):
-        results["est_bpp"] = _mean(records, "est_bpp")
+    for key in ("est_bpp", "proxy_bpp", "proxy_psnr"):
+        if all(key in r for r in records):
+            results[key] = _mean(records, key)
     return {
         "name": name,
         "description": description,
@@ -234,6 +236,8 @@ def _run_one(codec, path: Path, file: str) -> dict:
     }
     if hasattr(codec, "estimate_bpp"):
         record["est_bpp"] = float(codec.estimate_bpp(image))
+    if hasattr(codec, "proxy_metrics"):  # learned codecs: rate and PSNR under training proxy
+        record.update(codec.proxy_metrics(image))
     return record
 
 

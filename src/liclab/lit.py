@@ -69,7 +69,7 @@ class LitCodec(L.LightningModule):
         return [p for n, p in self.model.named_parameters() if not n.endswith("quantiles")]
 
     def training_step(self, x: Tensor, batch_idx: int):
-        self.quantizer.on_train_step(self.global_step)
+        self.quantizer.on_train_step(self.global_step, self.trainer.max_steps)
         terms = self.loss(self(x), x)
         aux = self.model.aux_loss()
         total = terms["loss"] + aux

@@ -65,8 +65,8 @@ class Quantizer(nn.Module):
         """The value rounding is centred on when coding ``x`` (shape and device of ``x``)."""
         return offset
 
-    def on_train_step(self, step: int) -> None:
-        """Called before every training step with the global step (for schedules)."""
+    def on_train_step(self, step: int, max_steps: int) -> None:
+        """Called before every training step with the global step and the run's length."""
 
     def proxy(self, x: Tensor, offset: Tensor | None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -152,7 +152,8 @@ class SoftRound(Quantizer):
     2020, arXiv:2006.09952).
 
     Args:
-        alpha_start, alpha_end, anneal_steps: the α schedule.
+        alpha_start, alpha_end: the α schedule's ends.
+        anneal_steps: steps to reach ``alpha_end`` (None: the whole run, ``max_steps``).
         rate: ``"noise"`` scores y + u for the rate (the combination Tsubota & Aizawa 2023
             found robust), ``"soft"`` scores s_α(y − μ) + μ + u.
 
@@ -165,7 +166,7 @@ class SoftRound(Quantizer):
         self,
         alpha_start: float = 1.0,
         alpha_end: float = 16.0,
-        anneal_steps: int = 10_000,
+        anneal_steps: int | None = None,
         rate: str = "noise",
     ):
         super().__init__()
@@ -175,8 +176,9 @@ class SoftRound(Quantizer):
         self.rate = rate
         self.alpha = alpha_start
 
-    def on_train_step(self, step):
-        t = min(1.0, step / max(1, self.anneal_steps))
+    def on_train_step(self, step, max_steps):
+        span = self.anneal_steps or max_steps
+        t = min(1.0, step / max(1, span)) if span and span > 0 else 1.0
         self.alpha = self.alpha_start + t * (self.alpha_end - self.alpha_start)
 
     def proxy(self, x, offset):

@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,8 +215,11 @@ def bd_table(curves: Sequence[Curve], anchor: Curve, method: str = "pchip") -> l
             qa, qb = getattr(anchor, attr), getattr(c, attr)
             rate = quality = math.nan
             if qa is not None and qb is not None and min(len(c.bpp), len(anchor.bpp)) >= 2:
-                rate = bd_rate(anchor.bpp, qa, c.bpp, qb, method)
-                quality = bd_quality(anchor.bpp, qa, c.bpp, qb, method)
+                try:
+                    rate = bd_rate(anchor.bpp, qa, c.bpp, qb, method)
+                    quality = bd_quality(anchor.bpp, qa, c.bpp, qb, method)
+                except LiclabError as exc:  # a degenerate curve: report it, keep the table
+                    print(f"liclab: {c.name} vs {anchor.name}: {exc}", file=sys.stderr)
             row[f"BD-rate {label} (%)"] = rate
             row[f"BD-{label} (dB)"] = quality
         rows.append(row)

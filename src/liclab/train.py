@@ -110,20 +110,27 @@ def evaluate_run(cfg: DictConfig, ckpt: str, datamodule, out_dir: Path) -> dict:
     return point
 
 
+def anchor_curves(names, images, cache_dir, out: Path) -> list:
+    """Anchor curves (``names`` from ``anchors.yaml``) on ``images``, saved in ``out``."""
+    from liclab.anchors import anchor_codecs, evaluate_anchor
+    from liclab.rd import curve_from_dict
+
+    out.mkdir(parents=True, exist_ok=True)
+    curves = []
+    for name in names:
+        curve, _, seconds = evaluate_anchor(anchor_codecs(name), images, "eval images",
+                                            cache_dir=cache_dir)
+        log.info("%s anchor: %d points in %.1f s", name, len(curve["settings"]), seconds)
+        (out / f"{name}.json").write_text(json.dumps(curve, indent=2))
+        curves.append(curve_from_dict(curve, name))
+    return curves
+
+
 def draw_against_anchors(point: dict, images, eval_cfg, out: Path) -> dict:
     """Anchor curves on the same images, then the RD plots and BD-rate table in ``out``."""
-    from liclab.anchors import anchor_codecs, evaluate_anchor
     from liclab.rd import curve_from_dict, report
 
-    references = []
-    for name in eval_cfg.anchors:
-        curve, _, seconds = evaluate_anchor(
-            anchor_codecs(name), images, "eval images", cache_dir=eval_cfg.get("cache_dir")
-        )
-        log.info("%s anchor: %d points in %.1f s", name, len(curve["settings"]), seconds)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{name}.json").write_text(json.dumps(curve, indent=2))
-        references.append(curve_from_dict(curve, name))
+    references = anchor_curves(eval_cfg.anchors, images, eval_cfg.get("cache_dir"), out)
     result = report(
         [curve_from_dict(point, point["name"])],
         references,

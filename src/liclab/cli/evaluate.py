@@ -29,7 +29,7 @@ def find_checkpoints(spec, which: str = "best") -> list[Path]:
             continue
         if not item.is_dir():
             raise LiclabError(f"{item}: no such checkpoint or run directory")
-        runs = sorted({p.parent for p in item.rglob("config.yaml")})
+        runs = sorted({p.parent for p in item.rglob("config.yaml") if p.parent.name != ".hydra"})
         for run in runs:
             ckpts = run / "checkpoints"
             order = [f"{which}.ckpt", "last.ckpt"]

@@ -86,6 +86,28 @@ class LearnedCodec:
         bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
         return float(bits) / (image.shape[0] * image.shape[1])
 
+    @torch.no_grad()
+    def proxy_metrics(self, image: np.ndarray, seed: int = 0) -> dict[str, float]:
+        """Estimated bpp and PSNR under the training proxy (seeded), for the train-vs-eval
+        gap: what the training loss saw, against the real bytes and rounding."""
+        if self.quantizer is None:
+            return {}
+        x = self._to_tensor(image)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            out = self.model(x, self.quantizer.train())
+        self.quantizer.eval()
+        bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
+        x8 = out["x_hat"].clamp(0, 1).mul(255).round().div(255)
+        return {
+            "proxy_bpp": float(bits) / (image.shape[0] * image.shape[1]),
+            "proxy_psnr": _psnr(x8, x),
+        }
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1.0 / torch.mean((a - b) ** 2).clamp_min(1e-12)))
+
 
 def to_uint8(x_hat: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) float in [0, 1] → (H, W, 3) uint8, rounding to nearest."""

@@ -1,0 +1,88 @@
+"""End-of-sweep report: evaluate every run of a multirun, draw the curves, tabulate BD-rates.
+
+Attached to a sweep as a Hydra callback (``configs/hydra/callbacks/report.yaml``; the
+``ablate_quantizer`` experiment does this), so ``liclab-train -m …`` ends with, in the sweep
+folder's ``report/``:
+
+* one curve JSON per group of runs (model / quantizer / loss; λ varies along a curve),
+* anchor curves (JPEG, HEVC) on the same images, RD plots (PSNR, MS-SSIM) and a BD-rate table
+  of every curve against ``baseline`` (a curve-name fragment such as ``Noise``, or an anchor),
+* ``gap.md``: per run, estimated bpp under the training proxy vs real bytes under rounding,
+  and PSNR under the proxy vs under rounding (the train/test mismatch of each proxy).
+
+Failed runs (no checkpoint) are reported and left out; the report still gets drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from liclab import LiclabError
+
+log = logging.getLogger(__name__)
+
+
+def report_sweep(sweep_dir, data, anchors, baseline: str, out=None, limit=None, cache_dir=None):
+    """Evaluate ``sweep_dir``'s runs on ``data`` and write the report (see module doc)."""
+    from liclab.cli.evaluate import evaluate_checkpoints, find_checkpoints
+    from liclab.datasets import resolve_images
+    from liclab.rd import curve_from_dict, report
+    from liclab.train import anchor_curves
+
+    out = Path(out or Path(sweep_dir) / "report")
+    images = resolve_images(data)[:limit] if limit else resolve_images(data)
+    curves = evaluate_checkpoints(find_checkpoints(str(sweep_dir)), images, out)
+    references = anchor_curves(anchors, images, cache_dir, out)
+    runs = [curve_from_dict(c, c["name"]) for c in curves]
+    hits = [c.name for c in runs + references if baseline.lower() in c.name.lower()]
+    if len(hits) != 1:
+        raise LiclabError(f"baseline {baseline!r} matches {len(hits)} curves: {hits}")
+    result = report(runs, references, anchor=hits[0], out_dir=out, title=f"{len(images)} images")
+    write_gap_table(curves, out / "gap.md")
+    return result
+
+
+def write_gap_table(curves: list[dict], path: Path) -> None:
+    """Train-vs-eval gap per run: proxy estimates against real bytes and rounding."""
+    lines = [
+        "| curve | setting | real bpp | est. bpp (rounding) | est. bpp (proxy) "
+        "| PSNR rounding | PSNR proxy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in curves:
+        r = c["results"]
+        for i, setting in enumerate(c["settings"]):
+            cells = [r["bpp"][i], r["est_bpp"][i], r.get("proxy_bpp", [float("nan")] * 99)[i]]
+            cells += [r["psnr-rgb"][i], r.get("proxy_psnr", [float("nan")] * 99)[i]]
+            lines.append(
+                f"| {c['name']} | {setting} | " + " | ".join(f"{v:.4f}" for v in cells[:3])
+                + " | " + " | ".join(f"{v:.2f}" for v in cells[3:]) + " |"
+            )
+    path.write_text("\n".join(lines) + "\n")
+
+
+class SweepReport(Callback):
+    """Hydra callback: :func:`report_sweep` once every job of the multirun has finished."""
+
+    def __init__(self, data, anchors=("jpeg", "hevc"), baseline: str = "Noise", limit=None,
+                 cache_dir=None):
+        self.data, self.anchors, self.baseline = data, list(anchors), baseline
+        self.limit, self.cache_dir = limit, cache_dir
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            result = report_sweep(
+                sweep_dir, self.data, self.anchors, self.baseline, limit=self.limit,
+                cache_dir=self.cache_dir,
+            )
+        except LiclabError as exc:
+            log.error("liclab: sweep report failed: %s", exc)
+            return
+        log.info("sweep report: %s", ", ".join(str(p) for p in result["files"]))
+        (sweep_dir / "report" / "rows.json").write_text(json.dumps(result["rows"], indent=2))
