@@ -79,7 +79,5 @@ def _upsample(c: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     h, w = size
     even = (h + h % 2, w + w % 2)
-    up = Image.fromarray(c.astype(np.float32), mode="F").resize(
-        (even[1], even[0]), Image.Resampling.BILINEAR
-    )
+    up = Image.fromarray(c.astype(np.float32)).resize((even[1], even[0]), Image.BILINEAR)
     return np.clip(np.rint(np.asarray(up)[:h, :w]), 0, 255).astype(np.uint8)
