@@ -1,0 +1,36 @@
+"""The end-of-sweep report: curves per proxy, anchors, BD-rate table, train-vs-eval gap."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from conftest import compose, smooth_image, tiny_train_overrides
+from liclab.sweep import report_sweep
+from liclab.train import train
+
+
+def test_sweep_report(image_folder, tmp_path):
+    sweep = tmp_path / "multirun"
+    for i, (q, lmbda) in enumerate(
+        [("noise", 0.005), ("noise", 0.1), ("mixed", 0.005), ("mixed", 0.1)]
+    ):
+        overrides = tiny_train_overrides(image_folder, sweep / f"{i}_run", steps=30)
+        train(compose(overrides + [f"quantizer={q}", f"loss.lmbda={lmbda}", "module.lr=3e-3"]))
+    (sweep / "9_failed").mkdir()
+    (sweep / "9_failed" / "config.yaml").write_text("{}")
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    for i in range(2):
+        Image.fromarray(smooth_image(176, 192, seed=40 + i)).save(evaluation / f"{i}.png")
+
+    result = report_sweep(sweep, str(evaluation), ["jpeg"], baseline="Noise")
+    out = sweep / "report"
+    rows = {r["curve"]: r for r in result["rows"]}
+    assert set(rows) == {"jpeg", "ScaleHyperprior-Noise-MSE", "ScaleHyperprior-Mixed-MSE"}
+    assert rows["ScaleHyperprior-Noise-MSE"]["BD-rate PSNR (%)"] == 0.0  # the baseline
+    assert rows["ScaleHyperprior-Mixed-MSE"]["points"] == 2
+    for name in ("rd-psnr.png", "rd-psnr.svg", "bd-rate.md", "bd-rate.csv", "gap.md", "jpeg.json"):
+        assert (out / name).exists(), name
+    gap = (out / "gap.md").read_text().splitlines()
+    assert len(gap) == 2 + 4  # header + one row per run
+    assert all("nan" not in line for line in gap)
