@@ -1,4 +1,4 @@
-"""JPEG anchor (ITU-T T.81) through Pillow's libjpeg(-turbo)."""
+"""JPEG anchor (ITU-T T.81) through Pillow's libjpeg-turbo."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ class JPEG(PillowCodec):
     """Baseline JPEG with libjpeg's standard quality scaling of the Annex K tables.
 
     Args:
-        quality: libjpeg quality, 1 to 95 (Pillow advises against above 95); the sweep knob.
+        quality: libjpeg quality, 1 to 100 (Pillow advises against above 95); the sweep knob.
         subsampling: chroma subsampling, ``"4:2:0"`` (the default, libjpeg's standard and what
             ``Image.save`` does without the argument, so CompressAI's ``jpeg`` reference curve
             used it), ``"4:2:2"`` or ``"4:4:4"``.
@@ -21,7 +21,7 @@ class JPEG(PillowCodec):
 
     name = "jpeg"
     fmt = "JPEG"
-    feature = "jpg"
+    feature = "libjpeg_turbo"
     knob = "quality"
 
     def __init__(self, quality: int = 75, subsampling: str = "4:2:0"):
