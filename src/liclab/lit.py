@@ -84,6 +84,7 @@ class LitCodec(L.LightningModule):
             return None
         self._bad_steps = 0
         terms["aux"] = aux
+        terms["psnr"] = -10 * torch.log10(terms["mse"].detach().clamp_min(1e-10))
         self._log_terms("train", terms, x.shape[0])
         return total
 

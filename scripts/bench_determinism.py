@@ -1,0 +1,80 @@
+"""What deterministic coding costs: rate and decode time, side by side in one run.
+
+liclab codes with float64 decoder-side networks and means snapped to a 1/256 grid (see
+``liclab.models.base``). This script measures, for a trained checkpoint on a set of images:
+
+* the entropy estimate with float32, unsnapped entropy parameters (what a naive coder uses)
+  against the estimate with liclab's coding parameters — the rate cost of the grid;
+* the real bytes of the .lic files and their header size;
+* the synthesis transform's time in float32 against float64.
+
+    python scripts/bench_determinism.py --ckpt run/checkpoints/best.ckpt --data kodak --limit 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from liclab.codecs.learned import LearnedCodec
+from liclab.datasets import resolve_images
+from liclab.images import load_rgb
+from liclab.models.base import stable
+from liclab.quantizers import Round
+
+
+def bits(model, x) -> float:
+    out = model(x, Round().eval())
+    return float(sum(-torch.log2(v).sum() for v in out["likelihoods"].values()))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--data", default="kodak")
+    p.add_argument("--limit", type=int, default=8)
+    args = p.parse_args()
+    codec = LearnedCodec.from_checkpoint(args.ckpt)
+    model = codec.model
+    naive, coded, real, header, t32, t64 = [], [], [], [], [], []
+    with torch.no_grad():
+        for path in resolve_images(args.data)[: args.limit]:
+            img, _ = load_rgb(path)
+            x = codec._to_tensor(img)
+            model.train()  # float32 entropy parameters, no grid (the quantizer still rounds)
+            naive.append(bits(model, x))
+            model.eval()
+            coded.append(bits(model, x))
+            data = codec.encode(img)
+            payload = sum(len(s[0]) for s in model.compress(x, codec.quantizer)["strings"])
+            real.append(8 * len(data))
+            header.append(len(data) - payload)
+            y_hat = torch.round(model.g_a(model._pad(x)))
+            t = time.perf_counter()
+            model.g_s(y_hat)
+            t32.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            stable(model.g_s, y_hat)
+            t64.append(time.perf_counter() - t)
+    n = len(real)
+    print(f"{type(model).__name__}, {n} images, threads={torch.get_num_threads()}")
+    print(f"estimate, float32 parameters : {sum(naive) / n / 8:.1f} bytes/image")
+    print(
+        f"estimate, coding parameters  : {sum(coded) / n / 8:.1f} bytes/image "
+        f"({100 * (sum(coded) / sum(naive) - 1):+.3f} %)"
+    )
+    print(
+        f"real .lic files              : {sum(real) / n / 8:.1f} bytes/image "
+        f"(header + CRC {statistics.mean(header):.0f} bytes)"
+    )
+    print(
+        f"g_s float32 {statistics.median(t32):.3f} s, float64 {statistics.median(t64):.3f} s "
+        f"(x{statistics.median(t64) / statistics.median(t32):.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
