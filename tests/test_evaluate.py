@@ -95,8 +95,10 @@ def test_worker_processes_give_the_same_records(folder):
     codecs = [JPEG(20), JPEG(80)]
     serial = evaluate_codecs(codecs, images, workers=1, progress=False)
     parallel = evaluate_codecs(codecs, images, workers=2, progress=False)
-    strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rs]  # noqa: E731
-    assert [strip(r) for r in parallel] == [strip(r) for r in serial]
+    for ours, theirs in zip(parallel, serial, strict=True):
+        for a, b in zip(ours, theirs, strict=True):
+            assert (a["file"], a["bytes"], a["psnr"]) == (b["file"], b["bytes"], b["psnr"])
+            assert a["ms_ssim"] == pytest.approx(b["ms_ssim"], rel=1e-6)  # threads may reorder sums
     assert serial[0][0]["bytes"] < serial[1][0]["bytes"]
 
 

@@ -112,3 +112,6 @@ def test_folders_load_result_files_only_and_twins_get_their_file_names(tmp_path)
     curves = load_curves([tmp_path])
     assert [c.name for c in curves] == ["official mbt2018 (a_cpu)", "official mbt2018 (a_cuda)"]
     assert find_curve(curves, "a_cuda") is curves[1]
+    assert find_curve(curves, str(tmp_path / "a_cpu.json")) is curves[0]
+    with pytest.raises(LiclabError, match="anchor 'official mbt2018': 2 curves"):
+        find_curve([curve_from_dict(MBT2018), curve_from_dict(MBT2018)], "official mbt2018")

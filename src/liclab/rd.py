@@ -191,9 +191,11 @@ def _integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float, method: str) -
 
 
 def find_curve(curves: Sequence[Curve], key: str) -> Curve:
-    """The curve whose name or file stem is ``key`` (case-insensitive)."""
-    key = key.lower()
-    hits = [c for c in curves if key in (c.name.lower(), Path(c.source).stem.lower())]
+    """The curve whose file is ``key``, else whose name or file stem is (case-insensitive)."""
+    hits = [c for c in curves if c.source and Path(c.source).resolve() == Path(key).resolve()]
+    if not hits:
+        key = key.lower()
+        hits = [c for c in curves if key in (c.name.lower(), Path(c.source).stem.lower())]
     if len(hits) != 1:
         names = ", ".join(c.name for c in curves)
         what = "no curve" if not hits else f"{len(hits)} curves"

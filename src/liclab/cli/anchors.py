@@ -14,46 +14,33 @@ records) and ``<out_dir>/<codec>.yaml`` (the resolved config).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from liclab import LiclabError
 from liclab.cli import config_dir, user_errors
 
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate every operating point of ``cfg.codec``; returns the curve dict."""
-    from hydra.utils import get_class, instantiate
-
+    from liclab.anchors import codecs_from_config, evaluate_anchor
     from liclab.datasets import resolve_images
-    from liclab.evaluate import aggregate, combine, evaluate_codecs
 
-    name = get_class(cfg.codec._target_).name
-    if name not in cfg.sweep:
-        raise LiclabError(f"anchors.yaml: no sweep.{name} (the {name} operating points)")
-    ((arg, values),) = cfg.sweep[name].items()
-    codecs = [instantiate(cfg.codec, **{arg: v}) for v in values]
+    codecs = codecs_from_config(cfg)
     images = resolve_images(cfg.data.root)
-    start = time.perf_counter()
-    per_codec = evaluate_codecs(codecs, images, cfg.workers, cfg.cache_dir, cfg.progress)
-    seconds = time.perf_counter() - start
-
-    out = Path(cfg.out_dir)
+    curve, per_codec, seconds = evaluate_anchor(
+        codecs, images, cfg.data.name, cfg.workers, cfg.cache_dir, cfg.progress
+    )
+    name, out = codecs[0].name, Path(cfg.out_dir)
     (out / name).mkdir(parents=True, exist_ok=True)
-    points = []
     for codec, records in zip(codecs, per_codec, strict=True):
         (out / name / f"{codec.setting}.json").write_text(json.dumps(records, indent=1))
-        desc = f"{codec.version()} on {cfg.data.name}"
-        points.append(aggregate(records, name, desc, codec.setting, codec.version()))
-    curve = combine(points)
     (out / f"{name}.json").write_text(json.dumps(curve, indent=2))
     (out / f"{name}.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     r = curve["results"]
     print(
-        f"{name}: {len(values)} points x {curve['num_images']} images in {seconds:.1f} s; "
+        f"{name}: {len(codecs)} points x {curve['num_images']} images in {seconds:.1f} s; "
         f"{r['bpp'][0]:.3f}-{r['bpp'][-1]:.3f} bpp, "
         f"{r['psnr-rgb'][0]:.2f}-{r['psnr-rgb'][-1]:.2f} dB -> {out / name}.json"
     )
