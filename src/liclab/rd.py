@@ -17,6 +17,7 @@ original least-squares cubic polynomial of VCEG-M33.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -278,6 +279,7 @@ def plot(
     the others solid with markers. Curves without the metric are left out. ``max_bpp`` limits
     the rate axis (the quality axis then fits the points left in view).
     """
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -286,16 +288,16 @@ def plot(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     dashed_ids = {id(c) for c in dashed}
+    shown = [c for c in curves if getattr(c, metric) is not None]
+    colors = matplotlib.colormaps["tab10" if len(shown) <= 10 else "tab20"].colors
     in_view = []
-    for c in curves:
+    for c, color in zip(shown, itertools.cycle(colors)):
         y = getattr(c, metric)
-        if y is None:
-            continue
         in_view += list(y[c.bpp <= max_bpp] if max_bpp else y)
         if id(c) in dashed_ids:
-            ax.plot(c.bpp, y, "--", marker=".", linewidth=1.2, label=c.name)
+            ax.plot(c.bpp, y, "--", marker=".", lw=1.2, color=color, label=c.name)
         else:
-            ax.plot(c.bpp, y, "-", marker="o", linewidth=1.8, label=c.name)
+            ax.plot(c.bpp, y, "-", marker="o", lw=1.8, color=color, label=c.name)
     if max_bpp and in_view:
         ax.set_xlim(0, max_bpp)
         ax.set_ylim(min(in_view) - 0.5, max(in_view) + 0.5)
