@@ -67,8 +67,9 @@ def evaluate_codecs(
         codecs: objects following :class:`liclab.codecs.base.Codec`.
         image_paths: the image files.
         workers: processes to run in (default: the available cores). With more than one, the
-            codecs are pickled to the workers, so keep their constructors cheap; learned codecs
-            are best run with ``workers=1`` (in this process).
+            codecs are pickled to spawned processes (so keep their constructors cheap, and call
+            from under ``if __name__ == "__main__":`` in a script); learned codecs are best
+            run with ``workers=1`` (in this process).
         cache_dir: where to keep per-image results (``None``: no cache).
         progress: show a progress bar on stderr.
     """
@@ -115,8 +116,9 @@ def aggregate(
     ``results`` holds the means of ``bpp``, ``psnr-rgb``, ``ms-ssim-rgb`` (and
     ``ms-ssim-db-rgb``, the dB value of that mean) when every image has it, ``encoding_time``,
     ``decoding_time``, ``est_bpp`` when the codec estimates its rate and ``proxy_bpp`` /
-    ``proxy_psnr`` when it reports them (learned codecs, under their training proxy). ``settings`` and
-    ``versions`` record what produced the point; :func:`combine` joins points into a curve.
+    ``proxy_psnr`` when it reports them (learned codecs, under their training proxy).
+    ``settings`` and ``versions`` record what produced the point; :func:`combine` joins points
+    into a curve.
     """
     if not records:
         raise LiclabError(f"{name}: no images were evaluated")

@@ -36,7 +36,7 @@ class AV1:
             low rates, at ~1.4 % BD-rate where both settings overlap.
         preset: SVT-AV1 speed preset, 0 (slowest) to 13.
 
-    Not the recipe of CompressAI's ``av1`` reference curve (unstated; this one is ~20 % BD-rate
+    Not the recipe of CompressAI's ``av1`` reference curve (unstated; this one is ~19 % BD-rate
     above it on Kodak, 4:2:0 chroma costing RGB PSNR at high rates).
     """
 
