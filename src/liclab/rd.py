@@ -23,7 +23,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +50,11 @@ class Curve:
     ms_ssim_db: np.ndarray | None = None
     description: str = ""
     source: str = ""
-    extra: dict = field(default_factory=dict)  # the other ``results`` lists, sorted alike
 
 
 def curve_from_dict(data: dict, source: str = "") -> Curve:
     """A :class:`Curve` from a dict in CompressAI's schema (see the module docstring)."""
-    where = Path(source).name or data.get("name", "result")
+    where = Path(source).name or "result"
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, dict) or "bpp" not in results:
         raise LiclabError(f"{where}: not an RD result file (no 'results' with 'bpp')")
@@ -72,8 +71,6 @@ def curve_from_dict(data: dict, source: str = "") -> Curve:
     for attr, keys in _ALIASES.items():
         found = [k for k in keys if k in lists]
         metrics[attr] = lists[found[0]] if found else None
-        for k in found:
-            del lists[k]
     if metrics["ms_ssim"] is not None and np.all(metrics["ms_ssim"] > 1):
         metrics["ms_ssim_db"] = metrics["ms_ssim"]  # some files store dB under 'ms-ssim'
         metrics["ms_ssim"] = None
@@ -81,13 +78,11 @@ def curve_from_dict(data: dict, source: str = "") -> Curve:
         metrics["ms_ssim_db"] = -10.0 * np.log10(1.0 - metrics["ms_ssim"])
     if metrics["ms_ssim"] is None and metrics["ms_ssim_db"] is not None:
         metrics["ms_ssim"] = 1.0 - 10.0 ** (-metrics["ms_ssim_db"] / 10.0)
-    bpp = lists.pop("bpp")
     return Curve(
         name=str(data.get("name") or Path(source).stem),
-        bpp=bpp,
+        bpp=lists["bpp"],
         description=str(data.get("description", "")),
         source=str(source),
-        extra=lists,
         **metrics,
     )
 
