@@ -1,0 +1,215 @@
+"""Real coding speed and size of the context models on Kodak (768×512).
+
+``gmm``:  encode + decode seconds of the checkerboard GMM model coding with its K = 3
+          mixture vs the *same model and weights* coding with one Gaussian (each mixture
+          moment-matched, CompressAI's scale table + rANS); target ≤ 2×. Real bytes of ŷ vs
+          the mixture's entropy estimate −Σ log2 p(ŷ) (target within 1 %; meaningful only
+          for a trained model: pass ``--checkpoint``).
+``elic``: decode seconds per image of liclab's ELIC vs CompressAI's ``Elic2022Official``
+          (same N, M; target ≤ 1.1×) and ``Cheng2020Attention`` (same N, raster
+          autoregressive; target ELIC ≥ 5× faster).
+
+Runs alternate between the codecs compared and each figure is the minimum over repeats, so
+all see the same machine state (this machine is shared). Weights are random unless a
+checkpoint is given: timing does not depend on them, but rates do.
+
+    LIC_DATA=/work/shared/data python scripts/bench_codec.py gmm --checkpoint last.ckpt
+    LIC_DATA=/work/shared/data python scripts/bench_codec.py elic --N 192 --M 320
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from liclab.entropy.gaussian import GaussianConditional
+
+
+class SingleGaussian(GaussianConditional):
+    """The baseline coder: each element's mixture replaced by the Gaussian of the same mean
+    and variance, coded with CompressAI's scale table (same centres, so the same ŷ)."""
+
+    def __init__(self, mixture):
+        super().__init__()
+        self.mixture = mixture
+        self.n_params = mixture.n_params
+
+    def parts(self, params):
+        weights, means, scales = self.mixture.parts(params)
+        mean = (weights * means).sum(1)
+        var = (weights * (scales**2 + means**2)).sum(1) - mean**2
+        return var.clamp_min(0).sqrt().float(), self.mixture.mean(params)
+
+
+def kodak(n: int) -> list[torch.Tensor]:
+    from liclab.images import list_images, load_rgb
+
+    root = Path(os.environ.get("LIC_DATA", "data")) / "kodak"
+    images = [load_rgb(p)[0] for p in list_images(root)[:n]]
+    return [torch.from_numpy(i).permute(2, 0, 1)[None].float() / 255 for i in images]
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def race(codecs: dict, images: list, repeats: int) -> dict:
+    """Per codec: min over repeats of the summed seconds over images (encode, decode)."""
+    best = {name: [float("inf"), float("inf")] for name in codecs}
+    for _ in range(repeats):
+        for name, (encode, decode) in codecs.items():
+            enc = dec = 0.0
+            for x in images:
+                payload, t = timed(lambda x=x, encode=encode: encode(x))
+                enc += t
+                dec += timed(lambda p=payload, decode=decode: decode(p))[1]
+            best[name] = [min(best[name][0], enc), min(best[name][1], dec)]
+            print(f"  {name:28s} encode {enc:7.2f} s  decode {dec:7.2f} s", flush=True)
+    return {k: {"encode_s": v[0], "decode_s": v[1]} for k, v in best.items()}
+
+
+def liclab_codec(model):
+    return (
+        lambda x: model.compress(x),
+        lambda c: model.decompress(c["strings"], c["shape"], c["size"]),
+    )
+
+
+def bench_gmm(args, images) -> dict:
+    from liclab.models.gmm import Cheng2020GMM
+
+    if args.checkpoint:
+        from liclab.checkpoint import load_model
+
+        model = load_model(args.checkpoint)[0]
+    else:
+        torch.manual_seed(0)
+        model = Cheng2020GMM(args.N, args.M or args.N, "checkerboard").eval()
+        model.update(force=True)
+    mixture = model.conditional
+    baseline = copy.deepcopy(model)
+    baseline.conditional = SingleGaussian(baseline.conditional)
+    baseline.update(force=True)
+    rates = []
+    with torch.no_grad():
+        for x in images:
+            estimate = float(-torch.log2(model(x)["likelihoods"]["y"]).sum()) / 8
+            coded = len(model.compress(x)["strings"][0][0])
+            rates.append((estimate, coded, len(baseline.compress(x)["strings"][0][0])))
+        codecs = {f"mixture (K={mixture.K})": liclab_codec(model)}
+        codecs["single Gaussian"] = liclab_codec(baseline)
+        times = race(codecs, images, args.repeats)
+    estimate, coded, gauss_bytes = (sum(r[i] for r in rates) for i in range(3))
+    total = {k: v["encode_s"] + v["decode_s"] for k, v in times.items()}
+    mix, single = total.values()
+    result = {
+        "model": f"Cheng2020GMM N={model.N} M={model.M} checkerboard",
+        "weights": args.checkpoint or "random",
+        "times": times,
+        "ratio_mixture_over_gaussian": mix / single,
+        "y_bytes_mixture": coded,
+        "y_bytes_single_gaussian": gauss_bytes,
+        "y_estimate_bytes": estimate,
+        "mixture_bytes_over_estimate_pct": 100 * (coded / estimate - 1),
+    }
+    print(
+        f"gmm: encode+decode mixture / single Gaussian = {mix:.2f} / {single:.2f} s = "
+        f"{mix / single:.2f}x (target <= 2x)\n"
+        f"     ŷ bytes: mixture {coded}, estimate {estimate:.0f} "
+        f"({result['mixture_bytes_over_estimate_pct']:+.2f} %, target within 1 %), "
+        f"single Gaussian {gauss_bytes}"
+    )
+    return result
+
+
+def bench_elic(args, images) -> dict:
+    from compressai.models import Cheng2020Attention
+    from compressai.models.sensetime import Elic2022Official
+
+    from liclab.models.elic import ELIC
+
+    torch.manual_seed(0)
+    ours = ELIC(args.N, args.M).eval()
+    elic = Elic2022Official(N=args.N, M=args.M).eval()
+    cheng = Cheng2020Attention(N=args.N).eval()
+    for m in (ours, elic, cheng):
+        m.update(force=True)
+
+    def compressai_codec(model):
+        return model.compress, lambda c: model.decompress(c["strings"], c["shape"])
+
+    fast = copy.deepcopy(ours)
+    # Decoding as CompressAI does it: g_s in float32. liclab's default runs g_s in float64
+    # too, so that x̂ is bit-identical across processes and CPUs (see liclab.models.base);
+    # the entropy networks stay in float64 here, as their outputs select the CDFs.
+    object.__setattr__(fast, "synthesize", fast.g_s)  # bypasses submodule registration
+    codecs = {
+        "liclab ELIC": liclab_codec(ours),
+        "liclab ELIC, float32 g_s": liclab_codec(fast),
+        "CompressAI Elic2022Official": compressai_codec(elic),
+        "CompressAI Cheng2020Attention": compressai_codec(cheng),
+    }
+    with torch.no_grad():
+        times = race(codecs, images, args.repeats)
+    n = len(images)
+    per_image = {k: v["decode_s"] / n for k, v in times.items()}
+    a, a32, b, c = per_image.values()
+    result = {
+        "N": args.N,
+        "M": args.M,
+        "weights": "random",
+        "times": times,
+        "decode_s_per_image": per_image,
+        "ratio_ours_over_elic2022official": a / b,
+        "speedup_ours_vs_cheng2020attention": c / a,
+        "ratio_ours_float32_gs_over_elic2022official": a32 / b,
+        "speedup_ours_float32_gs_vs_cheng2020attention": c / a32,
+    }
+    print(
+        f"elic: decode s/image liclab {a:.2f}, Elic2022Official {b:.2f}, "
+        f"Cheng2020Attention {c:.2f}\n"
+        f"      liclab / Elic2022Official = {a / b:.2f}x (target <= 1.1x); "
+        f"Cheng2020Attention / liclab = {c / a:.2f}x (target >= 5x)\n"
+        f"      with float32 g_s ({a32:.2f} s): {a32 / b:.2f}x and {c / a32:.2f}x"
+    )
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["gmm", "elic"])
+    parser.add_argument("--images", type=int, default=3, help="the first n Kodak images")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--N", type=int, default=None, help="gmm: 128, elic: 192")
+    parser.add_argument("--M", type=int, default=None, help="gmm: N, elic: 320")
+    parser.add_argument("--checkpoint", help="gmm: a trained liclab-train checkpoint")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="1: stable timings on a shared machine"
+    )
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.what == "elic":
+        args.N, args.M = args.N or 192, args.M or 320
+    else:
+        args.N = args.N or 128
+    images = kodak(args.images)
+    print(f"{len(images)} Kodak images, {torch.get_num_threads()} threads, {platform.processor()}")
+    result = bench_gmm(args, images) if args.what == "gmm" else bench_elic(args, images)
+    result.update(images=len(images), threads=torch.get_num_threads(), date=str(date.today()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
