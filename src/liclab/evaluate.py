@@ -9,11 +9,13 @@ the codec returns, over the original image size; a data set's figure is the mean
 values (bpp, PSNR, linear MS-SSIM, times); its MS-SSIM in dB is that of the mean linear value.
 
 Results are cached on disk, one small JSON per (codec name, setting, ``codec.version()``,
-SHA-256 of the image file), so running a sweep again costs only the reading of the files.
+SHA-256 of the image file, SHA-256 of ``liclab/metrics.py``), so running a sweep again costs
+only the reading of the files.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -204,9 +206,17 @@ def _check_images(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str, s
 def _cache_path(cache_dir, codec, version: str, digest: str) -> Path | None:
     if cache_dir is None:
         return None
-    key = json.dumps([codec.name, codec.setting, version, digest])
+    key = json.dumps([codec.name, codec.setting, version, digest, _metrics_digest()])
     name = hashlib.sha256(key.encode()).hexdigest()[:32]
     return Path(cache_dir) / codec.name / f"{name}.json"
+
+
+@functools.cache
+def _metrics_digest() -> str:
+    """Changes when :mod:`liclab.metrics` does, so cached records follow its definitions."""
+    from liclab import metrics
+
+    return hashlib.sha256(Path(metrics.__file__).read_bytes()).hexdigest()[:16]
 
 
 def _run_one(codec, path: Path, file: str) -> dict:
