@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from PIL import Image
 
-from conftest import compose, smooth_image, tiny_train_overrides
 from liclab.sweep import report_sweep
 from liclab.train import train
+
+from conftest import compose, smooth_image, tiny_train_overrides
 
 
 def test_sweep_report(image_folder, tmp_path):
