@@ -96,8 +96,6 @@ def evaluate_run(cfg: DictConfig, ckpt: str, datamodule, out_dir: Path) -> dict:
     point = aggregate(records, name=codec.name, description=f"{codec.setting}, {ckpt}")
     (out_dir / "rd.json").write_text(json.dumps(point, indent=2))
     (out_dir / "rd_images.json").write_text(json.dumps(records, indent=2))
-    if cfg.eval.get("anchors"):
-        draw_against_anchors(point, images, cfg.eval, out_dir / "rd")
     r = point["results"]
     log.info(
         "RD point on %d images: %.4f bpp (estimate %.4f), %.2f dB PSNR, MS-SSIM %.4f",
@@ -105,8 +103,10 @@ def evaluate_run(cfg: DictConfig, ckpt: str, datamodule, out_dir: Path) -> dict:
         r["bpp"][0],
         r.get("est_bpp", [float("nan")])[0],
         r["psnr-rgb"][0],
-        r["ms-ssim-rgb"][0],
+        r.get("ms-ssim-rgb", [float("nan")])[0],
     )
+    if cfg.eval.get("anchors"):
+        draw_against_anchors(point, images, cfg.eval, out_dir / "rd")
     return point
 
 
