@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -93,8 +94,11 @@ def test_parallel_sweeps_write_disjoint_directories(image_folder, tmp_path):
     args = tiny_train_overrides(image_folder, tmp_path, steps=1)
     args = [a for a in args if not a.startswith("paths.output_dir")]
     args = ["-m", "loss.lmbda=0.01,0.02", "logger=none", *args]
+    # Two processes on a 2-core machine: one thread each, or OpenMP's spinning threads of the
+    # two starve each other (a single step was measured taking minutes).
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [
-        subprocess.Popen(_train_cmd(args), cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(_train_cmd(args), cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
         for _ in range(2)
     ]
     for p in procs:
