@@ -42,6 +42,3 @@ def ms_ssim_db(value: float) -> float:
     """MS-SSIM on the dB scale used in RD plots."""
     return math.inf if value >= 1.0 else -10.0 * math.log10(1.0 - value)
 
-
-def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
-    return math.inf if mse == 0 else 10.0 * math.log10(peak**2 / mse)
