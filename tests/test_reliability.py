@@ -17,6 +17,7 @@ from liclab import LiclabError
 from liclab.cli.codec import verify
 from liclab.codecs.learned import LearnedCodec
 from liclab.images import load_rgb
+from liclab.lit import AtomicCheckpointIO
 from liclab.losses import MSE
 from liclab.train import train
 
@@ -114,6 +115,20 @@ def test_sigkill_then_resume_finishes_at_the_right_step(image_folder, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert torch.load(last, weights_only=False)["global_step"] == 420
     assert not list(last.parent.glob(".*.tmp")), "no temporary checkpoint left behind"
+
+
+def test_checkpoint_save_removes_partial_files_of_dead_writers(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".best.ckpt.{dead.pid}.tmp"
+    live = tmp_path / f".last.ckpt.{os.getppid()}.tmp"  # a running process: may be mid-write
+    stale.write_bytes(b"half a checkpoint")
+    live.write_bytes(b"being written")
+    AtomicCheckpointIO().save_checkpoint({"global_step": 7}, tmp_path / "last.ckpt")
+    assert not stale.exists()
+    assert live.exists()
+    assert torch.load(tmp_path / "last.ckpt")["global_step"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "last.ckpt"]
 
 
 def _corpus(folder):

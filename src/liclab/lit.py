@@ -136,16 +136,40 @@ class LitCodec(L.LightningModule):
         checkpoint["liclab_config"] = self.run_config
 
 
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Deletes the partial checkpoints of writers that died mid-write (``.NAME.PID.tmp``).
+
+    A temporary file whose process is still alive is left alone: it may be mid-write.
+    """
+    for tmp in folder.glob(".*.ckpt.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file, fsyncs it and renames it into place.
 
     A process killed mid-write (SIGKILL, OOM, a pre-empted node) leaves the previous
-    ``last.ckpt`` intact, never a half-written one, so ``ckpt_path=auto`` can always resume.
+    ``last.ckpt`` intact, never a half-written one, so ``ckpt_path=auto`` can always resume;
+    the next save deletes what such a writer left behind.
     """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             torch.save(checkpoint, f)
