@@ -11,6 +11,8 @@ Runs alternate (baseline, liclab, baseline, liclab, …) and the median steps/s 
 compared, so both see the same machine state. Prints the ratio liclab / baseline.
 
     python scripts/bench_train.py --N 128 --M 192 --batch 8 --crop 256 --steps 20
+
+``--compile`` adds a third run, liclab with ``compile=true`` (torch.compile, static shapes).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class StepTimer(L.Callback):
             self.times.append(time.perf_counter() - self.t0)
 
 
-def run_liclab(args, dm) -> float:
+def run_liclab(args, dm, compiled: bool = False) -> float:
     from lightning.pytorch.loggers import CSVLogger
 
     from liclab.lit import LitCodec
@@ -81,7 +83,12 @@ def run_liclab(args, dm) -> float:
     from liclab.quantizers import Noise
 
     torch.manual_seed(0)
-    module = LitCodec(ScaleHyperprior(args.N, args.M), Noise(), MSE(0.013))
+    model = ScaleHyperprior(args.N, args.M)
+    if compiled:
+        from liclab.train import compile_model
+
+        compile_model(model)  # what compile=true does; warm-up steps absorb the compilation
+    module = LitCodec(model, Noise(), MSE(0.013))
     timer = StepTimer(args.warmup)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -109,15 +116,18 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--data", default="skimage", help="data spec (folder, skimage, kodak …)")
     p.add_argument("--out", default="/tmp/liclab-bench")
+    p.add_argument("--compile", action="store_true", help="also time liclab with compile=true")
     args = p.parse_args()
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     dm = batches(args)
-    base, ours = [], []
+    base, ours, comp = [], [], []
     for _ in range(args.repeats):
         base.append(run_baseline(args, dm))
         ours.append(run_liclab(args, dm))
+        if args.compile:
+            comp.append(run_liclab(args, dm, compiled=True))
     b, o = statistics.median(base), statistics.median(ours)
     print(
         f"N={args.N} M={args.M} batch={args.batch} crop={args.crop} "
@@ -126,6 +136,10 @@ def main():
     print(f"baseline (CompressAI ScaleHyperprior, plain loop): {b:.3f} steps/s  {base}")
     print(f"liclab   (LitCodec + Lightning Trainer):           {o:.3f} steps/s  {ours}")
     print(f"throughput ratio liclab / baseline: {o / b:.3f}")
+    if comp:
+        c = statistics.median(comp)
+        print(f"liclab compile=true:                              {c:.3f} steps/s  {comp}")
+        print(f"throughput ratio compiled / eager liclab: {c / o:.3f}")
 
 
 if __name__ == "__main__":

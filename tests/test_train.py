@@ -7,7 +7,7 @@ import torch
 
 from liclab import LiclabError
 from liclab.checkpoint import load_model
-from liclab.train import train
+from liclab.train import compile_model, train
 
 from conftest import MODEL_CONFIGS, compose, tiny_train_overrides
 
@@ -72,3 +72,23 @@ def test_ms_ssim_loss_refuses_too_small_crops(image_folder, tmp_path):
     cfg = compose(tiny_train_overrides(image_folder, tmp_path) + ["loss=ms_ssim"])
     with pytest.raises(LiclabError, match="crop_size"):
         train(cfg)
+
+
+@pytest.mark.slow
+def test_compile_switch_trains_a_model_that_matches_eager(image_folder, tmp_path):
+    overrides = tiny_train_overrides(image_folder, tmp_path / "run", "meanscale")
+    result = train(compose(overrides + ["compile=true"]))
+    assert result["global_step"] == 2
+    # model.compile() compiles in place: the checkpoint keeps plain parameter names.
+    state = torch.load(result["last"], weights_only=False)["state_dict"]
+    assert not [k for k in state if "_orig_mod" in k]
+    eager, _ = load_model(result["last"])
+    compiled, _ = load_model(result["last"])
+    compiled.train()  # the training-time forward, the path compile=true speeds up
+    eager.train()
+    compile_model(compiled)
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    a, b = eager(x), compiled(x)  # default quantizer: rounding, deterministic
+    assert torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5)
+    for k in a["likelihoods"]:
+        assert torch.allclose(a["likelihoods"][k], b["likelihoods"][k], rtol=1e-4, atol=1e-7)

@@ -31,7 +31,7 @@ def train(cfg: DictConfig) -> dict:
 
     model = instantiate(cfg.model)
     if cfg.get("compile"):
-        model.compile()
+        compile_model(model)
     quantizer = instantiate(cfg.quantizer)
     loss = instantiate(cfg.loss)
     datamodule = instantiate(cfg.data)
@@ -64,6 +64,15 @@ def train(cfg: DictConfig) -> dict:
     if cfg.eval.get("data") is not None and "best" in result:
         result["rd"] = evaluate_run(cfg, result["best"], datamodule, out_dir)
     return result
+
+
+def compile_model(model) -> None:
+    """``torch.compile`` the model in place (its checkpoint keeps plain parameter names).
+
+    Static shapes: training crops have one size, and inductor's dynamic-shape path fails on
+    the stride padding; another input size (a validation image) recompiles for that size.
+    """
+    model.compile(dynamic=False)
 
 
 def _resume_path(cfg: DictConfig, out_dir: Path) -> str | None:
