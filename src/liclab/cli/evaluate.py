@@ -49,7 +49,9 @@ def curve_key(config: dict) -> str:
     return "-".join(parts)
 
 
-def evaluate_checkpoints(ckpts, images, out: Path, name: str | None = None) -> list[dict]:
+def evaluate_checkpoints(
+    ckpts, images, out: Path, name: str | None = None, exact_synthesis: bool = True
+) -> list[dict]:
     """One curve per group of runs; writes ``<curve>.json`` and ``<curve>_images.json``."""
     from liclab.codecs.learned import LearnedCodec
     from liclab.evaluate import aggregate, combine, evaluate_codec
@@ -57,7 +59,7 @@ def evaluate_checkpoints(ckpts, images, out: Path, name: str | None = None) -> l
     groups: dict[str, list] = defaultdict(list)
     for ckpt in ckpts:
         try:
-            codec = LearnedCodec.from_checkpoint(ckpt)
+            codec = LearnedCodec.from_checkpoint(ckpt, exact_synthesis=exact_synthesis)
         except LiclabError as exc:
             print(f"liclab: {exc} (skipped)", file=sys.stderr)
             continue
@@ -93,7 +95,8 @@ def _main(cfg: DictConfig) -> None:
         images = resolve_images(cfg.data)
         if cfg.limit:
             images = images[: cfg.limit]
-        evaluate_checkpoints(find_checkpoints(cfg.ckpt, cfg.which), images, Path(cfg.out), cfg.name)
+        ckpts = find_checkpoints(cfg.ckpt, cfg.which)
+        evaluate_checkpoints(ckpts, images, Path(cfg.out), cfg.name, cfg.exact_synthesis)
     except LiclabError as exc:
         print(f"liclab: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -25,6 +25,8 @@ class LearnedCodec:
         model_config: the model's config, part of the fingerprint written in each file.
         quantizer: supplies the rounding centres (a dither for universal quantization);
             default: plain rounding. Its config is part of the fingerprint too.
+        exact_synthesis: False decodes x̂ with a float32 g_s: faster, bit-identical only on
+            the same machine and thread count (see ``CompressionModel.exact_synthesis``).
     """
 
     def __init__(
@@ -35,15 +37,19 @@ class LearnedCodec:
         model_config: dict | None = None,
         quantizer=None,
         quantizer_config: dict | None = None,
+        exact_synthesis: bool = True,
     ):
         self.model, self.name, self.setting = model, name, setting
+        model.exact_synthesis = exact_synthesis
         self.quantizer = quantizer.eval() if quantizer is not None else None
         self.config: dict = {}  # the run config, when loaded from a checkpoint
         self.model_id = type(model).__name__
         self.fingerprint = model_hash(model, {"model": model_config, "q": quantizer_config})
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, name: str | None = None) -> LearnedCodec:
+    def from_checkpoint(
+        cls, path: str | Path, name: str | None = None, exact_synthesis: bool = True
+    ) -> LearnedCodec:
         model, config = load_model(path)
         lmbda = config.get("loss", {}).get("lmbda")
         setting = f"lmbda={lmbda}" if lmbda is not None else Path(path).stem
@@ -52,12 +58,15 @@ class LearnedCodec:
 
         q_config = config.get("quantizer")
         quantizer = instantiate(q_config) if q_config else None
-        codec = cls(model, name, setting, config["model"], quantizer, q_config)
+        codec = cls(
+            model, name, setting, config["model"], quantizer, q_config, exact_synthesis
+        )
         codec.config = config
         return codec
 
     def version(self) -> str:
-        return f"{self.model_id}-{self.fingerprint.hex()}"
+        fast = "" if self.model.exact_synthesis else "-float32-gs"
+        return f"{self.model_id}-{self.fingerprint.hex()}{fast}"
 
     @staticmethod
     def _to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -67,9 +67,19 @@ class CompressionModel(_CompressAIModel):
         x_hat = self._decompress(strings, shape, (quantizer or _ROUND).eval())
         return {"x_hat": x_hat[..., : size[0], : size[1]].clamp(0, 1)}
 
+    exact_synthesis: bool = True
+    """Eval-mode g_s in float64, so that x̂ is bit-identical across thread counts and CPUs.
+
+    ``False`` runs it in float32, as CompressAI does: 3–4× faster at paper size on a CPU, but
+    x̂ may then differ by one 8-bit level in a few pixels between machines or thread counts.
+    Only the reconstruction is affected: entropy parameters, and so the decoded ŷ, stay exact.
+    """
+
     def synthesize(self, y_hat: Tensor) -> Tensor:
         """g_s: float32 in training, float64 (:func:`stable`) when coding."""
-        return self.g_s(y_hat) if self.training else stable(self.g_s, y_hat).float()
+        if self.training or not self.exact_synthesis:
+            return self.g_s(y_hat)
+        return stable(self.g_s, y_hat).float()
 
     def _pad(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
