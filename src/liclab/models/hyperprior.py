@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
+from liclab.entropy.gaussian import GaussianConditional
 from liclab.models.base import (
     CompressionModel,
     bottleneck_compress,
@@ -58,7 +59,7 @@ class ScaleHyperprior(CompressionModel):
             nn.ReLU(inplace=True),
         )
         self.entropy_bottleneck = EntropyBottleneck(N)
-        self.gaussian_conditional = GaussianConditional(None)
+        self.gaussian_conditional = GaussianConditional()
 
     def hyper_input(self, y: Tensor) -> Tensor:
         return torch.abs(y)
@@ -94,17 +95,22 @@ class ScaleHyperprior(CompressionModel):
         z_strings = bottleneck_compress(self.entropy_bottleneck, z, q)
         z_hat = bottleneck_decompress(self.entropy_bottleneck, z_strings, z.shape[-2:], q)
         scales, means = self.entropy_parameters(z_hat)
-        indexes = self.gaussian_conditional.build_indexes(scales)
-        y_strings = self.gaussian_conditional.compress(y, indexes, q.coding_offset(y, means))
+        centre = _centre(q, y, means)
+        y_strings = self.gaussian_conditional.compress_centred(y, scales, means, centre)
         return [y_strings, z_strings], z.shape[-2:]
 
     def _decompress(self, strings, shape, q):
         z_hat = bottleneck_decompress(self.entropy_bottleneck, strings[1], shape, q)
         scales, means = self.entropy_parameters(z_hat)
-        indexes = self.gaussian_conditional.build_indexes(scales)
-        centre = q.coding_offset(scales, means)
-        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, scales.dtype, centre)
+        centre = _centre(q, scales, means)
+        y_hat = self.gaussian_conditional.decompress_centred(strings[0], scales, means, centre)
         return self.synthesize(y_hat)
+
+
+def _centre(q, like: Tensor, means: Tensor | None) -> Tensor:
+    """The rounding centre of y (zeros where the quantizer has none), shaped like y."""
+    centre = q.coding_offset(like, means)
+    return torch.zeros_like(like) if centre is None else centre.expand_as(like)
 
 
 class MeanScaleHyperprior(ScaleHyperprior):
