@@ -38,8 +38,9 @@ def codecs_from_config(cfg) -> list:
     return [instantiate(cfg.codec, **{arg: v}) for v in values]
 
 
-def evaluate_anchor(codecs: list, images, data_name: str, workers=None, cache_dir=None,
-                    progress: bool = True) -> tuple[dict, list[list[dict]], float]:
+def evaluate_anchor(
+    codecs: list, images, data_name: str, workers=None, cache_dir=None, progress: bool = True
+) -> tuple[dict, list[list[dict]], float]:
     """Evaluate the operating points; returns (curve, per-point records, seconds)."""
     from liclab.evaluate import aggregate, combine, evaluate_codecs
 
@@ -47,8 +48,9 @@ def evaluate_anchor(codecs: list, images, data_name: str, workers=None, cache_di
     per_codec = evaluate_codecs(codecs, images, workers, cache_dir, progress)
     seconds = time.perf_counter() - start
     points = [
-        aggregate(records, codec.name, f"{codec.version()} on {data_name}", codec.setting,
-                  codec.version())
+        aggregate(
+            records, codec.name, f"{codec.version()} on {data_name}", codec.setting, codec.version()
+        )
         for codec, records in zip(codecs, per_codec, strict=True)
     ]
     return combine(points), per_codec, seconds

@@ -41,4 +41,3 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 def ms_ssim_db(value: float) -> float:
     """MS-SSIM on the dB scale used in RD plots."""
     return math.inf if value >= 1.0 else -10.0 * math.log10(1.0 - value)
-

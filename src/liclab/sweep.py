@@ -60,8 +60,11 @@ def write_gap_table(curves: list[dict], path: Path) -> None:
             cells = [r["bpp"][i], r["est_bpp"][i], r.get("proxy_bpp", [float("nan")] * 99)[i]]
             cells += [r["psnr-rgb"][i], r.get("proxy_psnr", [float("nan")] * 99)[i]]
             lines.append(
-                f"| {c['name']} | {setting} | " + " | ".join(f"{v:.4f}" for v in cells[:3])
-                + " | " + " | ".join(f"{v:.2f}" for v in cells[3:]) + " |"
+                f"| {c['name']} | {setting} | "
+                + " | ".join(f"{v:.4f}" for v in cells[:3])
+                + " | "
+                + " | ".join(f"{v:.2f}" for v in cells[3:])
+                + " |"
             )
     path.write_text("\n".join(lines) + "\n")
 
@@ -69,8 +72,9 @@ def write_gap_table(curves: list[dict], path: Path) -> None:
 class SweepReport(Callback):
     """Hydra callback: :func:`report_sweep` once every job of the multirun has finished."""
 
-    def __init__(self, data, anchors=("jpeg", "hevc"), baseline: str = "Noise", limit=None,
-                 cache_dir=None):
+    def __init__(
+        self, data, anchors=("jpeg", "hevc"), baseline: str = "Noise", limit=None, cache_dir=None
+    ):
         self.data, self.anchors, self.baseline = data, list(anchors), baseline
         self.limit, self.cache_dir = limit, cache_dir
 
@@ -78,7 +82,11 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             result = report_sweep(
-                sweep_dir, self.data, self.anchors, self.baseline, limit=self.limit,
+                sweep_dir,
+                self.data,
+                self.anchors,
+                self.baseline,
+                limit=self.limit,
                 cache_dir=self.cache_dir,
             )
         except LiclabError as exc:

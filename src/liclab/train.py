@@ -127,8 +127,9 @@ def anchor_curves(names, images, cache_dir, out: Path) -> list:
     out.mkdir(parents=True, exist_ok=True)
     curves = []
     for name in names:
-        curve, _, seconds = evaluate_anchor(anchor_codecs(name), images, "eval images",
-                                            cache_dir=cache_dir)
+        curve, _, seconds = evaluate_anchor(
+            anchor_codecs(name), images, "eval images", cache_dir=cache_dir
+        )
         log.info("%s anchor: %d points in %.1f s", name, len(curve["settings"]), seconds)
         (out / f"{name}.json").write_text(json.dumps(curve, indent=2))
         curves.append(curve_from_dict(curve, name))

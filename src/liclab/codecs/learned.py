@@ -58,9 +58,7 @@ class LearnedCodec:
 
         q_config = config.get("quantizer")
         quantizer = instantiate(q_config) if q_config else None
-        codec = cls(
-            model, name, setting, config["model"], quantizer, q_config, exact_synthesis
-        )
+        codec = cls(model, name, setting, config["model"], quantizer, q_config, exact_synthesis)
         codec.config = config
         return codec
 

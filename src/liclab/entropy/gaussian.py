@@ -1,13 +1,12 @@
-"""A single Gaussian per latent element, coded with CompressAI's scale table and rANS."""
+"""A single Gaussian per latent element, coded with a scale table and CompressAI's rANS."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from compressai.entropy_models import GaussianConditional as _CompressAIGaussian
 from torch import Tensor
 
+from liclab.entropy.tables import gaussian_table
 from liclab.models.base import gaussian_likelihood, snap
 
 SHIFT_STEPS = 16
@@ -27,7 +26,8 @@ class GaussianConditional(_CompressAIGaussian):
     any CompressAI model.
 
     The symbol is k = round(y − c) for a rounding centre c. With c = μ (every proxy but
-    universal quantization) k follows the discretised N(0, σ): CompressAI's own tables. With
+    universal quantization) k follows the discretised N(0, σ): CompressAI's tables, built
+    in float64 here (:mod:`liclab.entropy.tables`). With
     a dither, c = μ + u, k follows N(−u, σ) discretised, and coding it with the zero-offset
     table cost 18 % more bytes than the estimate on a trained model; so the offset c − μ
     selects one of :data:`SHIFT_STEPS` + 1 tables built for offsets on a 1/16 grid (at most
@@ -41,6 +41,17 @@ class GaussianConditional(_CompressAIGaussian):
         super().__init__(None, scale_bound=scale_bound)
 
     n_params = 2
+
+    def update(self) -> None:
+        """CompressAI's ``update()`` (zero-offset tables of the scale table), in float64 so
+        that every machine builds the same tables (:mod:`liclab.entropy.tables`)."""
+        cdfs, lengths, offsets = self._cached_tables(False)
+        quantized = torch.zeros(len(cdfs), max(lengths), dtype=torch.int32)
+        for row, cdf in zip(quantized, cdfs, strict=True):
+            row[: len(cdf)] = torch.tensor(cdf, dtype=torch.int32)
+        self._quantized_cdf = quantized
+        self._cdf_length = torch.tensor(lengths, dtype=torch.int32)
+        self._offset = torch.tensor(offsets, dtype=torch.int32)
 
     def parts(self, params: Tensor) -> tuple[Tensor, Tensor]:
         """(scales, means); means snapped to the coding grid when ``params`` is float64."""
@@ -67,8 +78,7 @@ class GaussianConditional(_CompressAIGaussian):
 
         The index is the element's scale (binary search in the scale table, as
         ``build_indexes``) and, when some centre is off its mean, its offset ``centre −
-        means`` on the 1/16 grid. Without offsets these are CompressAI's own tables and
-        indexes, so coding is byte-identical to CompressAI's.
+        means`` on the 1/16 grid.
         """
         self._check_cdf_size()
         scales = self.lower_bound_scale(scales)
@@ -82,13 +92,21 @@ class GaussianConditional(_CompressAIGaussian):
         return index.reshape(centre.shape), self._cached_tables(True)
 
     def _cached_tables(self, shifted: bool) -> tuple[list, list, list]:
-        """The tables are a function of the scale table alone: built once per table."""
+        """(CDFs, lengths, offsets) of every σ of the scale table, at offset 0 only or at
+        every offset of the grid (row ``j · len(scale_table) + i`` for offset j/16 − ½).
+        A function of the scale table alone: built once per table."""
         key = (shifted, tuple(self.scale_table.tolist()))
         cache = self.__dict__.setdefault("_table_cache", {})
         if key not in cache:
             if len(cache) >= 2:  # another scale table: drop the old one
                 cache.clear()
-            cache[key] = _shifted_tables(self) if shifted else _compressai_tables(self)
+            shifts = [j / SHIFT_STEPS - 0.5 for j in range(SHIFT_STEPS + 1)] if shifted else [0]
+            rows = [
+                gaussian_table(sigma, shift, self.tail_mass, self.entropy_coder_precision)
+                for shift in shifts
+                for sigma in self.scale_table.double().tolist()
+            ]
+            cache[key] = tuple(list(column) for column in zip(*rows, strict=True))
         return cache[key]
 
     def compress_centred(self, y: Tensor, scales: Tensor, means, centre: Tensor) -> list[bytes]:
@@ -155,38 +173,3 @@ class _Decoder:
             indexes, tables = self.gc.coding(params[b : b + 1], centre[b : b + 1])
             out.append(torch.tensor(coder.decode_stream(indexes, *tables)))
         return torch.stack(out).reshape(centre.shape).to(centre.dtype)
-
-
-def _compressai_tables(gc: GaussianConditional) -> tuple[list, list, list]:
-    """CompressAI's tables (``update()``): σ of the scale table, offset 0."""
-    return (
-        gc._quantized_cdf.tolist(),
-        gc._cdf_length.reshape(-1).int().tolist(),
-        gc._offset.reshape(-1).int().tolist(),
-    )
-
-
-def _shifted_tables(gc: GaussianConditional) -> tuple[list, list, list]:
-    """Quantised CDFs of k = round(x − s), x ~ N(0, σ), for s = j/16 − ½ (j = 0…16) and every
-    σ of the scale table; row ``j · len(scale_table) + i``, CompressAI's own at s = 0."""
-    from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
-
-    cdfs, lengths, offsets = [], [], []
-    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)
-    multiplier = -float(gc._standardized_quantile(gc.tail_mass / 2))
-    for j in range(SHIFT_STEPS + 1):
-        if 2 * j == SHIFT_STEPS:
-            for row, part in zip((cdfs, lengths, offsets), _compressai_tables(gc), strict=True):
-                row += part
-            continue
-        shift = j / SHIFT_STEPS - 0.5
-        for sigma in gc.scale_table.double().tolist():
-            half = math.ceil(sigma * multiplier) + 1  # one more: the support moves by s
-            k = torch.arange(-half, half + 1, dtype=torch.float64)
-            pmf = normal.cdf((k + shift + 0.5) / sigma) - normal.cdf((k + shift - 0.5) / sigma)
-            tail = (1 - pmf.sum()).clamp_min(0).reshape(1)
-            cdf = pmf_to_quantized_cdf(torch.cat([pmf, tail]).float(), gc.entropy_coder_precision)
-            cdfs.append(cdf.tolist())
-            lengths.append(len(pmf) + 2)
-            offsets.append(-half)
-    return cdfs, lengths, offsets

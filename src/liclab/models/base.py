@@ -75,6 +75,15 @@ class CompressionModel(_CompressAIModel):
     Only the reconstruction is affected: entropy parameters, and so the decoded ŷ, stay exact.
     """
 
+    def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False):
+        """Build the coding tables (CompressAI's ``update``), from a scale table and in
+        arithmetic that every machine reproduces (:mod:`liclab.entropy.tables`)."""
+        from liclab.entropy.tables import scale_table as portable_scale_table
+
+        if scale_table is None:
+            scale_table = portable_scale_table()
+        return super().update(scale_table, force=force, update_quantiles=update_quantiles)
+
     def synthesize(self, y_hat: Tensor) -> Tensor:
         """g_s: float32 in training, float64 (:func:`stable`) when coding."""
         if self.training or not self.exact_synthesis:

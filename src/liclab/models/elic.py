@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import AttentionBlock, CheckerboardMaskedConv2d, sequential_channel_ramp
 from compressai.models.sensetime import ResidualBottleneckBlock
 from torch import Tensor, nn
 
 from liclab.entropy.gaussian import GaussianConditional
+from liclab.entropy.tables import EntropyBottleneck
 from liclab.models.base import (
     CompressionModel,
     bottleneck_compress,

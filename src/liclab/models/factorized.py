@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from compressai.entropy_models import EntropyBottleneck
-
+from liclab.entropy.tables import EntropyBottleneck
 from liclab.models.base import (
     CompressionModel,
     bottleneck_compress,

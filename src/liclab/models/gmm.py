@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import (
     AttentionBlock,
     CheckerboardMaskedConv2d,
@@ -20,6 +19,7 @@ from compressai.layers import (
 from torch import Tensor, nn
 
 from liclab.entropy.mixture import GaussianMixtureConditional
+from liclab.entropy.tables import EntropyBottleneck
 from liclab.models.base import (
     CompressionModel,
     bottleneck_compress,

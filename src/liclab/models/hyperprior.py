@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from liclab.entropy.gaussian import GaussianConditional
+from liclab.entropy.tables import EntropyBottleneck
 from liclab.models.base import (
     CompressionModel,
     bottleneck_compress,
