@@ -81,8 +81,9 @@ def test_universal_quantization_codes_with_the_shared_dither(name):
 
 
 def test_dithered_coding_matches_the_estimate_under_the_dither(trained_ckpt):
-    """Universal quantization codes k = round(y − μ − u): each element needs the table of
-    its offset u, not the zero-offset one (which cost 18 % more bytes on a trained model)."""
+    """Universal quantization codes k = round(y − μ − u): each element of y and z needs the
+    table of its offset u, not the zero-offset one (which cost 18 % more bytes of y on a
+    trained model)."""
     model = LearnedCodec.from_checkpoint(trained_ckpt).model
     x = as_tensor(smooth_image(256, 384, seed=3))
     q = Universal(seed=3).eval()
@@ -91,8 +92,10 @@ def test_dithered_coding_matches_the_estimate_under_the_dither(trained_ckpt):
         y_estimate = float(-torch.log2(out["likelihoods"]["y"]).sum()) / 8
         payload = model.compress(x, q)
         decoded = model.decompress(payload["strings"], payload["shape"], payload["size"], q)
+    z_estimate = float(-torch.log2(out["likelihoods"]["z"]).sum()) / 8
     assert y_estimate > 500
     assert abs(len(payload["strings"][0][0]) - y_estimate) <= 0.02 * y_estimate + 16
+    assert abs(len(payload["strings"][1][0]) - z_estimate) <= 0.02 * z_estimate + 8
     assert torch.equal(decoded["x_hat"], out["x_hat"].clamp(0, 1))
 
 
@@ -110,3 +113,33 @@ def test_trained_model_bytes_match_estimate(trained_ckpt):
     decoded = codec.decode(data)
     expected = codec.model(as_tensor(img))["x_hat"].clamp(0, 1)
     assert (decoded == (expected[0].permute(1, 2, 0) * 255).round().byte().numpy()).all()
+
+
+def test_dithered_bottleneck_coding_matches_the_estimate():
+    """The factorized prior under universal quantization: k = round(z − median − u) coded
+    with the table of each element's offset u costs what the density says."""
+    from liclab.entropy.tables import EntropyBottleneck
+    from liclab.models.base import bottleneck_compress, bottleneck_decompress, bottleneck_likelihood
+
+    torch.manual_seed(0)
+    eb = EntropyBottleneck(4)
+    opt = torch.optim.Adam(eb.parameters(), lr=0.02)
+    for _ in range(300):  # fit the density to N(0, 0.6) + U(−½, ½), and the quantiles
+        z = 0.6 * torch.randn(1, 4, 16, 16)
+        nll = -torch.log2(bottleneck_likelihood(eb, z + torch.rand_like(z) - 0.5)).mean()
+        opt.zero_grad()
+        (nll + eb.loss()).backward()
+        opt.step()
+    eb.update(force=True)
+    q = Universal(seed=5).eval()
+    z = 0.6 * torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        medians = eb._get_medians().reshape(1, -1, 1, 1)
+        centre = q.coding_offset(z, medians)
+        z_hat = torch.round(z - centre) + centre
+        estimate = float(-torch.log2(bottleneck_likelihood(eb, z_hat)).sum()) / 8
+        strings = bottleneck_compress(eb, z, q)
+        decoded = bottleneck_decompress(eb, strings, z.shape[-2:], q)
+    assert torch.equal(decoded, z_hat)
+    assert estimate > 300
+    assert abs(len(strings[0]) - estimate) <= 0.02 * estimate + 8, (len(strings[0]), estimate)

@@ -194,8 +194,7 @@ def test_gaussian_tables_match_an_independent_erfc():
 
     from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
 
-    from liclab.entropy.gaussian import SHIFT_STEPS
-    from liclab.entropy.tables import gaussian_table, scale_table
+    from liclab.entropy.tables import SHIFT_STEPS, gaussian_table, scale_table
 
     for j in range(SHIFT_STEPS + 1):
         shift = j / SHIFT_STEPS - 0.5

@@ -6,12 +6,8 @@ import torch
 from compressai.entropy_models import GaussianConditional as _CompressAIGaussian
 from torch import Tensor
 
-from liclab.entropy.tables import gaussian_table
+from liclab.entropy.tables import SHIFT_STEPS, gaussian_table, rans_decode, rans_encode, shift_index
 from liclab.models.base import gaussian_likelihood, snap
-
-SHIFT_STEPS = 16
-"""Offsets c − μ ∈ [−½, ½] of the rounding centre from the mean are coded with the table of
-the nearest multiple of 1/16."""
 
 
 class GaussianConditional(_CompressAIGaussian):
@@ -83,9 +79,7 @@ class GaussianConditional(_CompressAIGaussian):
         self._check_cdf_size()
         scales = self.lower_bound_scale(scales)
         scale_index = torch.searchsorted(self.scale_table[:-1], scales.flatten().contiguous())
-        offset = centre if means is None else centre - means
-        shift = torch.round((offset.double().flatten() + 0.5) * SHIFT_STEPS)
-        shift = shift.clamp(0, SHIFT_STEPS).long()
+        shift = shift_index(centre if means is None else centre - means)
         if bool((shift == SHIFT_STEPS // 2).all()):
             return scale_index.reshape(centre.shape), self._cached_tables(False)
         index = shift * len(self.scale_table) + scale_index
@@ -111,27 +105,13 @@ class GaussianConditional(_CompressAIGaussian):
 
     def compress_centred(self, y: Tensor, scales: Tensor, means, centre: Tensor) -> list[bytes]:
         """One rANS string per image of k = round(y − centre) (hyperprior models)."""
-        from compressai.ans import RansEncoder
-
-        symbols = torch.round(y - centre).int()
         indexes, tables = self.coding_indexes(scales, means, centre)
-        return [
-            RansEncoder().encode_with_indexes(
-                symbols[b].flatten().tolist(), indexes[b].flatten().tolist(), *tables
-            )
-            for b in range(len(y))
-        ]
+        return rans_encode(torch.round(y - centre), indexes, tables)
 
     def decompress_centred(self, strings: list, scales: Tensor, means, centre: Tensor):
         """ŷ = k + centre from the strings of :meth:`compress_centred`."""
-        from compressai.ans import RansDecoder
-
         indexes, tables = self.coding_indexes(scales, means, centre)
-        symbols = [
-            RansDecoder().decode_with_indexes(string, indexes[b].flatten().tolist(), *tables)
-            for b, string in enumerate(strings)
-        ]
-        return torch.tensor(symbols, dtype=centre.dtype).reshape(centre.shape) + centre
+        return rans_decode(strings, indexes, tables, centre)
 
     def encoder(self, batch: int) -> _Encoder:
         return _Encoder(self, batch)

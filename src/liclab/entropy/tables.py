@@ -21,6 +21,42 @@ import math
 import torch
 from compressai.entropy_models import EntropyBottleneck as _CompressAIBottleneck
 from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
+from torch import Tensor
+
+SHIFT_STEPS = 16
+"""Universal quantization moves the rounding centre c off the mean (or median) μ by its dither;
+k = round(y − c) is then coded with the table built for the nearest offset c − μ on this
+1/16 grid (at most 1/32 off, a negligible loss)."""
+
+
+def shift_index(offset: Tensor) -> Tensor:
+    """Index j ∈ 0…16 of the table of offset j/16 − ½ nearest to each ``offset`` ∈ [−½, ½]."""
+    index = torch.round((offset.double().flatten() + 0.5) * SHIFT_STEPS)
+    return index.clamp(0, SHIFT_STEPS).long()
+
+
+def rans_encode(symbols: Tensor, indexes: Tensor, tables: tuple) -> list[bytes]:
+    """One rANS string per image of integer ``symbols`` (B, …), each coded with the table
+    ``indexes`` names (same shape)."""
+    from compressai.ans import RansEncoder
+
+    return [
+        RansEncoder().encode_with_indexes(
+            symbols[b].flatten().int().tolist(), indexes[b].flatten().tolist(), *tables
+        )
+        for b in range(len(symbols))
+    ]
+
+
+def rans_decode(strings: list, indexes: Tensor, tables: tuple, centre: Tensor) -> Tensor:
+    """Inverse of :func:`rans_encode`, plus ``centre``: ŷ = k + c."""
+    from compressai.ans import RansDecoder
+
+    symbols = [
+        RansDecoder().decode_with_indexes(string, indexes[b].flatten().tolist(), *tables)
+        for b, string in enumerate(strings)
+    ]
+    return torch.tensor(symbols, dtype=centre.dtype).reshape(centre.shape) + centre
 
 
 def scale_table(lo: float = 0.11, hi: float = 256.0, levels: int = 64) -> torch.Tensor:
@@ -69,3 +105,40 @@ class EntropyBottleneck(_CompressAIBottleneck):
         self._quantized_cdf = twin._quantized_cdf
         self._cdf_length = twin._cdf_length
         return True
+
+    def coding(self, centre: Tensor) -> tuple[Tensor, tuple | None]:
+        """(table index of each element, tables) for rounding centres ``centre`` (B, C, H, W).
+
+        Centred on the medians: the channel, and None for CompressAI's own tables. With a
+        dither: offset j and channel c, row ``j · C + c`` of :meth:`shifted_tables`.
+        """
+        channel = self._build_indexes(centre.size()).to(centre.device)
+        medians = self._get_medians().detach().reshape(1, -1, 1, 1)
+        shift = shift_index(centre - medians)
+        if bool((shift == SHIFT_STEPS // 2).all()):
+            return channel, None
+        return shift.reshape(centre.shape) * self.channels + channel, self.shifted_tables()
+
+    @torch.no_grad()
+    def shifted_tables(self) -> tuple[list, list, list]:
+        """Quantised CDFs of k = round(z − median − s) per channel, for every offset s of
+        the grid, in float64 (the supports one wider each side than CompressAI's)."""
+        twin = copy.deepcopy(self).double()
+        q = twin.quantiles[:, 0, :]
+        medians = q[:, 1]
+        minima = torch.ceil(medians - q[:, 0]).clamp_min(0).long() + 1
+        maxima = torch.ceil(q[:, 2] - medians).clamp_min(0).long() + 1
+        lengths = maxima + minima + 1
+        width = int(lengths.max())
+        cdfs, cdf_lengths, offsets = [], [], []
+        for j in range(SHIFT_STEPS + 1):
+            start = medians - minima + (j / SHIFT_STEPS - 0.5)
+            samples = torch.arange(width, dtype=torch.float64)[None, :] + start[:, None, None]
+            pmf, lower, upper = twin._likelihood(samples, stop_gradient=True)
+            tail = torch.sigmoid(lower[:, 0, :1]) + torch.sigmoid(-upper[:, 0, -1:])
+            table = twin._pmf_to_cdf(pmf[:, 0, :], tail, lengths, width)
+            for c in range(self.channels):
+                cdfs.append(table[c, : int(lengths[c]) + 2].tolist())
+            cdf_lengths += (lengths + 2).tolist()
+            offsets += (-minima).tolist()
+        return cdfs, cdf_lengths, offsets

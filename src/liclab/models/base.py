@@ -136,22 +136,33 @@ def bottleneck_compress(eb, z: Tensor, q: Quantizer) -> list[bytes]:
     """EntropyBottleneck coding centred on ``q.coding_offset(z, medians)``.
 
     CompressAI's ``EntropyBottleneck.compress`` always centres on the medians; calling the
-    base ``EntropyModel.compress`` with explicit centres lets universal quantization dither.
+    base ``EntropyModel.compress`` with explicit centres, or for a dither liclab's tables of
+    each offset (:meth:`liclab.entropy.tables.EntropyBottleneck.coding`), lets universal
+    quantization dither.
     """
     from compressai.entropy_models import EntropyModel
 
+    from liclab.entropy.tables import rans_encode
+
     centre = q.coding_offset(z, bottleneck_medians(eb).detach()).expand_as(z)
-    return EntropyModel.compress(eb, z, eb._build_indexes(z.size()), centre)
+    indexes, tables = eb.coding(centre)
+    if tables is None:
+        return EntropyModel.compress(eb, z, indexes, centre)
+    return rans_encode(torch.round(z - centre), indexes, tables)
 
 
 def bottleneck_decompress(eb, strings: list, shape, q: Quantizer) -> Tensor:
     from compressai.entropy_models import EntropyModel
 
+    from liclab.entropy.tables import rans_decode
+
     size = (len(strings), eb.channels, *shape)
     medians = bottleneck_medians(eb).detach()
     centre = q.coding_offset(medians.new_zeros(size), medians).expand(size)
-    indexes = eb._build_indexes(size).to(medians.device)
-    return EntropyModel.decompress(eb, strings, indexes, medians.dtype, centre)
+    indexes, tables = eb.coding(centre)
+    if tables is None:
+        return EntropyModel.decompress(eb, strings, indexes, medians.dtype, centre)
+    return rans_decode(strings, indexes, tables, centre)
 
 
 def bottleneck_likelihood(eb, z: Tensor) -> Tensor:
