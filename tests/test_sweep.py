@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from PIL import Image
 
-from liclab.sweep import report_sweep
+from liclab.sweep import main, report_sweep
 from liclab.train import train
 
 from conftest import compose, smooth_image, tiny_train_overrides
@@ -35,3 +37,12 @@ def test_sweep_report(image_folder, tmp_path):
     gap = (out / "gap.md").read_text().splitlines()
     assert len(gap) == 2 + 4  # header + one row per run
     assert all("nan" not in line for line in gap)
+
+    # Drawn again from the command line (an interrupted report loses nothing): same rows.
+    (out / "rows.json").unlink(missing_ok=True)
+    argv = [str(sweep), "--data", str(evaluation), "--anchors", "jpeg"]
+    assert main(argv + ["--cache-dir", str(tmp_path / "cache")]) == 0
+    again = json.loads((out / "rows.json").read_text())
+    assert [r["curve"] for r in again] == [r["curve"] for r in result["rows"]]
+    assert again[2]["BD-rate PSNR (%)"] == result["rows"][2]["BD-rate PSNR (%)"]
+    assert main([str(tmp_path / "nothing"), "--data", str(evaluation)]) == 2

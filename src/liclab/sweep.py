@@ -10,7 +10,10 @@ folder's ``report/``:
 * ``gap.md``: per run, estimated bpp under the training proxy vs real bytes under rounding,
   and PSNR under the proxy vs under rounding (the train/test mismatch of each proxy).
 
-Failed runs (no checkpoint) are reported and left out; the report still gets drawn.
+Failed runs (no checkpoint) are reported and left out; the report still gets drawn. To
+draw it again (after an interrupted report, or on other images)::
+
+    python -m liclab.sweep <sweep dir> [--data kodak] [--baseline Noise] [--limit N]
 """
 
 from __future__ import annotations
@@ -94,3 +97,40 @@ class SweepReport(Callback):
             return
         log.info("sweep report: %s", ", ".join(str(p) for p in result["files"]))
         (sweep_dir / "report" / "rows.json").write_text(json.dumps(result["rows"], indent=2))
+
+
+def main(argv=None) -> int:
+    """``python -m liclab.sweep SWEEP_DIR``: the end-of-sweep report, drawn again."""
+    import argparse
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=[os.path.join(os.environ.get("LIC_DATA", "data"), "kodak"), "skimage"],
+        help="data specs, the first that exists is used (default: $LIC_DATA/kodak, skimage)",
+    )
+    parser.add_argument("--anchors", nargs="*", default=["jpeg", "hevc"])
+    parser.add_argument("--baseline", default="Noise")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument(
+        "--cache-dir", default=os.path.join(os.environ.get("LIC_CACHE", ".cache/liclab"), "results")
+    )
+    args = parser.parse_args(argv)
+    try:
+        result = report_sweep(
+            args.sweep_dir, args.data, args.anchors, args.baseline, None, args.limit, args.cache_dir
+        )
+    except LiclabError as exc:
+        print(f"liclab: {exc}", file=sys.stderr)
+        return 2
+    (args.sweep_dir / "report" / "rows.json").write_text(json.dumps(result["rows"], indent=2))
+    print("\n".join(str(p) for p in result["files"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
