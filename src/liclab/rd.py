@@ -324,16 +324,16 @@ def report(
     """Plots and BD-rate tables of ``runs`` (solid) and ``references`` (dashed) in ``out_dir``.
 
     ``anchor`` names the curve (by name or file stem, among both lists) that every BD-rate is
-    measured against; it is drawn dashed too. Writes ``rd-psnr`` and ``rd-ms-ssim`` plots (PNG,
-    SVG; the second only if a curve has MS-SSIM; ``max_bpp`` limits their rate axis) and
-    ``bd-rate.md`` / ``bd-rate.csv``.
+    measured against; it is drawn as what it is (a run solid, a reference dashed). Writes
+    ``rd-psnr`` and ``rd-ms-ssim`` plots (PNG, SVG; the second only if a curve has MS-SSIM;
+    ``max_bpp`` limits their rate axis) and ``bd-rate.md`` / ``bd-rate.csv``.
     Returns ``{"rows": the table rows, "files": the paths written}``.
     """
     curves = [*references, *runs]
     if not curves:
         raise LiclabError("no RD curves to report (give result files or folders)")
     base = find_curve(curves, anchor)
-    dashed = [*references, base]
+    dashed = list(references)
     out = Path(out_dir)
     files = plot(curves, out / "rd-psnr", "psnr", dashed, title, max_bpp)
     if any(c.ms_ssim_db is not None for c in curves):

@@ -45,7 +45,16 @@ def report_sweep(sweep_dir, data, anchors, baseline: str, out=None, limit=None, 
     hits = [c.name for c in runs + references if baseline.lower() in c.name.lower()]
     if len(hits) != 1:
         raise LiclabError(f"baseline {baseline!r} matches {len(hits)} curves: {hits}")
-    result = report(runs, references, anchor=hits[0], out_dir=out, title=f"{len(images)} images")
+    # The rate axis spans the runs (anchors reach several bpp and would squash them).
+    top = max((max(c.bpp) for c in runs), default=None)
+    result = report(
+        runs,
+        references,
+        anchor=hits[0],
+        out_dir=out,
+        title=f"{len(images)} images",
+        max_bpp=None if top is None else 1.5 * float(top),
+    )
     write_gap_table(curves, out / "gap.md")
     return result
 
