@@ -15,6 +15,7 @@ from liclab.codecs.av1 import AV1
 from liclab.codecs.hevc import HEVC
 from liclab.codecs.jpeg import JPEG
 from liclab.codecs.jpeg2000 import JPEG2000
+from liclab.codecs.jpegxl import JpegXL
 from liclab.codecs.video import rgb_to_ycbcr, ycbcr_to_rgb
 from liclab.codecs.webp import WebP
 from liclab.metrics import psnr
@@ -28,6 +29,7 @@ SWEEPS = {
     "jpeg2000": [JPEG2000(ratio=r) for r in (100, 20, 4)],
     "hevc": [HEVC(qp=q, preset="fast") for q in (45, 32, 20)],
     "av1": [AV1(qp=q, preset=8) for q in (55, 35, 15)],
+    "jpegxl": [JpegXL(quality=q, effort=3) for q in (20, 60, 95)],
 }
 CODEC_CONFIGS = sorted(p.stem for p in (Path(config_dir()) / "codec").glob("*.yaml"))
 
