@@ -89,3 +89,11 @@ def test_every_codec_config_instantiates_over_its_sweep(name, image):
     assert len({c.setting for c in codecs}) == len(codecs)
     codec = codecs[len(codecs) // 2]
     assert codec.decode(codec.encode(image)).shape == image.shape
+
+
+def test_jpegxl_without_its_wheel_says_what_to_install(monkeypatch):
+    from liclab import LiclabError
+
+    monkeypatch.setitem(__import__("sys").modules, "pillow_jxl", None)  # import fails
+    with pytest.raises(LiclabError, match=r"pillow-jxl-plugin.*liclab\[jxl\]"):
+        JpegXL(quality=50)

@@ -29,6 +29,7 @@ class JpegXL(PillowCodec):
             raise ValueError(f"jpegxl: effort must be in [1, 9], got {effort}")
         self.quality, self.effort = quality, effort
         self.setting = f"quality={quality}"
+        _register()  # fail at set-up, not once per image
 
     def options(self) -> dict:
         return {
@@ -40,13 +41,11 @@ class JpegXL(PillowCodec):
         }
 
     def encode(self, image: np.ndarray) -> bytes:
-        import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
-
+        _register()
         return super().encode(image)
 
     def decode(self, data: bytes) -> np.ndarray:
-        import pillow_jxl  # noqa: F401
-
+        _register()
         return super().decode(data)
 
     def version(self) -> str:
@@ -56,3 +55,15 @@ class JpegXL(PillowCodec):
 
         opts = " ".join(f"{k}={v}" for k, v in sorted(self.options().items()) if k != self.knob)
         return f"Pillow {PIL.__version__} pillow-jxl-plugin {version('pillow-jxl-plugin')} {opts}"
+
+
+def _register() -> None:
+    """Registers the JXL format with Pillow, or says what to install."""
+    try:
+        import pillow_jxl  # noqa: F401
+    except ImportError:
+        from liclab import LiclabError
+
+        raise LiclabError(
+            "jpegxl: needs the pillow-jxl-plugin wheel: pip install 'liclab[jxl]'"
+        ) from None
