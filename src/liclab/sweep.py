@@ -8,7 +8,8 @@ folder's ``report/``:
 * anchor curves (JPEG, HEVC) on the same images, RD plots (PSNR, MS-SSIM) and a BD-rate table
   of every curve against ``baseline`` (a curve-name fragment such as ``Noise``, or an anchor),
 * ``gap.md``: per run, estimated bpp under the training proxy vs real bytes under rounding,
-  and PSNR under the proxy vs under rounding (the train/test mismatch of each proxy).
+  and PSNR under the proxy vs under rounding (the train/test mismatch of each proxy),
+* ``rows.json``: the BD-rate table's rows.
 
 Failed runs (no checkpoint) are reported and left out; the report still gets drawn. To
 draw it again (after an interrupted report, or on other images)::
@@ -56,6 +57,7 @@ def report_sweep(sweep_dir, data, anchors, baseline: str, out=None, limit=None, 
         max_bpp=None if top is None else 1.5 * float(top),
     )
     write_gap_table(curves, out / "gap.md")
+    (out / "rows.json").write_text(json.dumps(result["rows"], indent=2))
     return result
 
 
@@ -105,7 +107,6 @@ class SweepReport(Callback):
             log.error("liclab: sweep report failed: %s", exc)
             return
         log.info("sweep report: %s", ", ".join(str(p) for p in result["files"]))
-        (sweep_dir / "report" / "rows.json").write_text(json.dumps(result["rows"], indent=2))
 
 
 def main(argv=None) -> int:
@@ -136,7 +137,6 @@ def main(argv=None) -> int:
     except LiclabError as exc:
         print(f"liclab: {exc}", file=sys.stderr)
         return 2
-    (args.sweep_dir / "report" / "rows.json").write_text(json.dumps(result["rows"], indent=2))
     print("\n".join(str(p) for p in result["files"]))
     return 0
 

@@ -48,13 +48,10 @@ class JpegXL(PillowCodec):
         _register()
         return super().decode(data)
 
-    def version(self) -> str:
+    def library(self) -> str:
         from importlib.metadata import version
 
-        import PIL
-
-        opts = " ".join(f"{k}={v}" for k, v in sorted(self.options().items()) if k != self.knob)
-        return f"Pillow {PIL.__version__} pillow-jxl-plugin {version('pillow-jxl-plugin')} {opts}"
+        return f"pillow-jxl-plugin {version('pillow-jxl-plugin')}"
 
 
 def _register() -> None:

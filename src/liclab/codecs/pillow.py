@@ -39,9 +39,14 @@ class PillowCodec:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB")).copy()
 
-    def version(self) -> str:
-        import PIL
+    def library(self) -> str:
+        """The codec library and its version, as Pillow reports it."""
         from PIL import features
 
+        return f"{self.feature} {features.version(self.feature)}"
+
+    def version(self) -> str:
+        import PIL
+
         opts = " ".join(f"{k}={v}" for k, v in sorted(self.options().items()) if k != self.knob)
-        return f"Pillow {PIL.__version__} {self.feature} {features.version(self.feature)} {opts}"
+        return f"Pillow {PIL.__version__} {self.library()} {opts}"

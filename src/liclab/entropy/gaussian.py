@@ -22,12 +22,10 @@ class GaussianConditional(_CompressAIGaussian):
     any CompressAI model.
 
     The symbol is k = round(y − c) for a rounding centre c. With c = μ (every proxy but
-    universal quantization) k follows the discretised N(0, σ): CompressAI's tables, built
-    in float64 here (:mod:`liclab.entropy.tables`). With
-    a dither, c = μ + u, k follows N(−u, σ) discretised, and coding it with the zero-offset
-    table cost 18 % more bytes than the estimate on a trained model; so the offset c − μ
-    selects one of :data:`SHIFT_STEPS` + 1 tables built for offsets on a 1/16 grid (at most
-    1/32 off, a negligible loss).
+    universal quantization) k follows the discretised N(0, σ): CompressAI's tables, built in
+    float64 here (:mod:`liclab.entropy.tables`). With a dither, c = μ + u, k follows N(−u, σ)
+    discretised, so the offset c − μ selects the table built for the nearest offset on a
+    1/16 grid (:data:`~liclab.entropy.tables.SHIFT_STEPS`).
 
     Args:
         scale_bound: the lower bound on σ.
