@@ -19,6 +19,7 @@ VARIANTS = {
     "gmm-autoregressive": lambda: Cheng2020GMM(N, M, "autoregressive"),
     "gmm-gaussian": lambda: Cheng2020GMM(N, M, entropy=GaussianConditional()),
     "elic-gaussian": lambda: ELIC(N, M),
+    "elic-float64": lambda: ELIC(N, M, arithmetic="float64"),
     "elic-mixture": lambda: ELIC(N, M, entropy=GaussianMixtureConditional(K=3)),
 }
 
@@ -110,6 +111,8 @@ def test_group_split_and_bad_arguments():
     assert sum(paper_groups(24)) == 24 and min(paper_groups(24)) >= 1
     with pytest.raises(ValueError, match="sum to M=24"):
         ELIC(16, 24, groups=[8, 8])
+    with pytest.raises(ValueError, match="arithmetic must be"):
+        ELIC(16, 24, arithmetic="float32")
     with pytest.raises(ValueError, match="context must be one of"):
         Cheng2020GMM(16, 24, context="raster")
 

