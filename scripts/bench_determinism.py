@@ -6,7 +6,9 @@ liclab codes with float64 decoder-side networks and means snapped to a 1/256 gri
 * the entropy estimate with float32, unsnapped entropy parameters (what a naive coder uses)
   against the estimate with liclab's coding parameters — the rate cost of the grid;
 * the real bytes of the .lic files and their header size;
-* the synthesis transform's time in float32 against float64.
+* the synthesis transform's time in float32 against float64;
+* for models with a choice of ``arithmetic`` (ELIC): real bytes, PSNR and decode time with
+  the entropy-parameter networks in integer arithmetic against float64.
 
     python scripts/bench_determinism.py --ckpt run/checkpoints/best.ckpt --data kodak --limit 8
 """
@@ -14,6 +16,7 @@ liclab codes with float64 decoder-side networks and means snapped to a 1/256 gri
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
@@ -31,6 +34,26 @@ def bits(model, x) -> float:
     return float(sum(-torch.log2(v).sum() for v in out["likelihoods"].values()))
 
 
+def psnr(x, x_hat) -> float:
+    mse = float((torch.round(x * 255) - torch.round(x_hat * 255)).square().mean())
+    return 10 * math.log10(255**2 / mse)
+
+
+def arithmetic_figures(model, x, quantizer) -> dict:
+    """Per arithmetic: (payload bytes, PSNR, decode seconds), float32 g_s for both."""
+    out, exact = {}, model.exact_synthesis
+    model.exact_synthesis = False
+    for arithmetic in ("integer", "float64"):
+        model.arithmetic = arithmetic
+        c = model.compress(x, quantizer)
+        t = time.perf_counter()
+        x_hat = model.decompress(c["strings"], c["shape"], c["size"], quantizer)["x_hat"]
+        seconds = time.perf_counter() - t
+        out[arithmetic] = (sum(len(s[0]) for s in c["strings"]), psnr(x, x_hat), seconds)
+    model.arithmetic, model.exact_synthesis = "integer", exact
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--ckpt", required=True)
@@ -39,7 +62,7 @@ def main():
     args = p.parse_args()
     codec = LearnedCodec.from_checkpoint(args.ckpt)
     model = codec.model
-    naive, coded, real, header, t32, t64 = [], [], [], [], [], []
+    naive, coded, real, header, t32, t64, arith = [], [], [], [], [], [], []
     with torch.no_grad():
         for path in resolve_images(args.data)[: args.limit]:
             img, _ = load_rgb(path)
@@ -59,6 +82,8 @@ def main():
             t = time.perf_counter()
             stable(model.g_s, y_hat)
             t64.append(time.perf_counter() - t)
+            if hasattr(model, "arithmetic"):
+                arith.append(arithmetic_figures(model, x, codec.quantizer))
     n = len(real)
     print(f"{type(model).__name__}, {n} images, threads={torch.get_num_threads()}")
     print(f"estimate, float32 parameters : {sum(naive) / n / 8:.1f} bytes/image")
@@ -74,6 +99,14 @@ def main():
         f"g_s float32 {statistics.median(t32):.3f} s, float64 {statistics.median(t64):.3f} s "
         f"(x{statistics.median(t64) / statistics.median(t32):.2f})"
     )
+    if arith:
+        total = {a: [sum(f[a][i] for f in arith) for i in range(3)] for a in arith[0]}
+        (bi, pi, ti), (bf, pf, tf) = total["integer"], total["float64"]
+        print(
+            f"entropy networks, integer vs float64 (float32 g_s): payload {bi / n:.1f} vs "
+            f"{bf / n:.1f} bytes/image ({100 * (bi / bf - 1):+.3f} %), PSNR {pi / n:.3f} vs "
+            f"{pf / n:.3f} dB, decode {ti / n:.3f} vs {tf / n:.3f} s/image"
+        )
 
 
 if __name__ == "__main__":

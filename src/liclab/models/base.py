@@ -15,7 +15,8 @@ thread count or CPU, which silently selects another CDF and decodes garbage. So 
 (``compress``, ``decompress`` and the eval ``forward`` alike) the decoder-side networks run
 in float64 (:func:`stable`) and means are snapped to a 1/256 grid (:func:`snap`): a
 disagreement then needs two float64 results to straddle a grid point, ~1e-12 per element.
-Training runs in float32 as usual.
+ELIC's entropy-parameter networks can instead run in integer arithmetic, exact in any order
+of summation (:mod:`liclab.models.integer`). Training runs in float32 as usual.
 
 Built on CompressAI's ``CompressionModel`` (entropy-bottleneck CDF updates, buffer-resizing
 ``load_state_dict``, ``aux_loss``).
@@ -70,8 +71,9 @@ class CompressionModel(_CompressAIModel):
     exact_synthesis: bool = True
     """Eval-mode g_s in float64, so that x̂ is bit-identical across thread counts and CPUs.
 
-    ``False`` runs it in float32, as CompressAI does: 3–4× faster at paper size on a CPU, but
-    x̂ may then differ by one 8-bit level in a few pixels between machines or thread counts.
+    ``False`` runs it in float32 (channels-last), as CompressAI does: ~5× faster at paper size
+    on a CPU, but x̂ may then differ by one 8-bit level in a few pixels between machines or
+    thread counts.
     Only the reconstruction is affected: entropy parameters, and so the decoded ŷ, stay exact.
     """
 
