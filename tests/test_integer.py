@@ -9,8 +9,16 @@ import torch.nn.functional as F
 from compressai.layers import CheckerboardMaskedConv2d
 from torch import nn
 
-from liclab.models.integer import LIMIT, int_matmul, integer_net, quantize, supports
-from liclab.models.layers import subpixel_transposed_conv
+from liclab.models.integer import (
+    DIGIT,
+    LIMIT,
+    float64_product,
+    int_matmul,
+    integer_net,
+    quantize,
+    supports,
+)
+from liclab.models.layers import subpixel_transposed_conv, subpixel_weights
 
 LAYERS = {
     "conv5x5": lambda: nn.Conv2d(12, 20, 5, padding=2),
@@ -47,9 +55,10 @@ def reference(module, x):
         return F.leaky_relu(x, module.negative_slope)
     weight = module.weight.detach() * getattr(module, "mask", 1)
     if isinstance(module, nn.ConvTranspose2d):
+        kernel = subpixel_weights(weight, module.stride, module.padding)[0]
         return subpixel_transposed_conv(
             x, weight, module.bias.detach(), module.stride, module.padding,
-            module.output_padding, conv=lambda v, k: _int_conv(v, k, None, (0, 0)),
+            module.output_padding, conv=lambda v: _int_conv(v, kernel, None, (0, 0)),
         )  # fmt: skip
     return _int_conv(x, weight, module.bias, module.padding)
 
@@ -71,6 +80,14 @@ def test_int_matmul_is_exact_over_the_whole_range():
     b = torch.randint(-LIMIT, LIMIT + 1, (300, 11), generator=g)
     a[0], b[:, 0] = LIMIT, -LIMIT  # the extremes
     assert torch.equal(int_matmul(a, b), a @ b)
+
+
+def test_the_gpu_digit_product_equals_the_int8_kernel():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randint(-DIGIT, DIGIT + 1, (40, 6000), generator=g, dtype=torch.int8)
+    b = torch.randint(-DIGIT, DIGIT + 1, (6000, 24), generator=g, dtype=torch.int8)
+    a[:, :3000], b[:3000] = DIGIT, DIGIT  # sums far beyond float32's 2^24
+    assert torch.equal(float64_product(a, b), torch._int_mm(a, b))
 
 
 @pytest.mark.parametrize("name", LAYERS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from compressai.entropy_models import GaussianConditional as _CompressAIGaussian
 from torch import Tensor
@@ -149,5 +150,6 @@ class _Decoder:
         out = []
         for b, coder in enumerate(self.coders):
             indexes, tables = self.gc.coding(params[b : b + 1], centre[b : b + 1])
-            out.append(torch.tensor(coder.decode_stream(indexes, *tables)))
+            symbols = coder.decode_stream(indexes, *tables)
+            out.append(torch.from_numpy(np.asarray(symbols, dtype=np.int32)))
         return torch.stack(out).reshape(centre.shape).to(centre.dtype)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck as _CompressAIBottleneck
 from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
@@ -56,7 +57,8 @@ def rans_decode(strings: list, indexes: Tensor, tables: tuple, centre: Tensor) -
         RansDecoder().decode_with_indexes(string, indexes[b].flatten().tolist(), *tables)
         for b, string in enumerate(strings)
     ]
-    return torch.tensor(symbols, dtype=centre.dtype).reshape(centre.shape) + centre
+    symbols = torch.from_numpy(np.asarray(symbols, dtype=np.int32)).to(centre.dtype)
+    return symbols.reshape(centre.shape) + centre
 
 
 def scale_table(lo: float = 0.11, hi: float = 256.0, levels: int = 64) -> torch.Tensor:

@@ -16,7 +16,8 @@ Each convolution of a float64 input ``x`` with weights ``w``:
    weights on their own, ``w ≈ s_w · W``, with integers ``|X|, |W| ≤ LIMIT`` (13 bits);
 2. both are split into two 7-bit digits, ``X = 127·X₁ + X₀`` with ``|X₁|, |X₀| ≤ 63``, and
    the four digit products are summed by int8 matrix products with int32 accumulators
-   (``torch._int_mm``): exact, as no sum can leave int32. Digits within ±63 also keep the
+   (``torch._int_mm``; float64 products of the digits on a GPU): exact, as no sum can leave
+   int32. Digits within ±63 also keep the
    int16 pair sums of CPUs without VNNI (u8·s8 with a +128 offset) from saturating;
 3. ``acc = 127²·A₁₁ + 127·(A₁₀ + A₀₁) + A₀₀`` in int64, then ``s_x·s_w·acc + b`` in float64:
    element-wise operations on exact inputs, the same on every machine.
@@ -108,30 +109,37 @@ def _digits(v: Tensor) -> tuple[Tensor, Tensor]:
 
 def int_matmul(a: Tensor, b: Tensor) -> Tensor:
     """Exact ``a @ b`` (int64) of integer matrices with entries in [−LIMIT, LIMIT]."""
-    return digit_matmul(*_digits(a), *_digits(b))
+    return digit_matmul(*_digits(a), *_digits(b)).to(torch.int64)
 
 
 def digit_matmul(a1: Tensor, a0: Tensor, b1: Tensor, b0: Tensor) -> Tensor:
-    """Exact ``(BASE·a1 + a0) @ (BASE·b1 + b0)`` in int64, from int8 digits in [−63, 63]."""
+    """Exact ``(BASE·a1 + a0) @ (BASE·b1 + b0)`` (float64 integers) from int8 digits."""
     return _combine(_digit_product(torch.cat([a1, a0]), b1, b0), len(a1), b1.shape[1])
 
 
 def _digit_product(a: Tensor, b1: Tensor, b0: Tensor) -> Tensor:
     """int32 ``[A₁; A₀] @ [B₁ B₀]`` for ``a`` = [A₁; A₀] stacked by rows."""
-    m, k = a.shape
-    # padded to the sizes the CUDA kernel requires (m > 16, k and n multiples of 8): zeros
-    # change no sum
-    pk, pn, pm = -k % 8, -(2 * b1.shape[1]) % 8, max(0, 17 - m)
-    lhs = F.pad(a, (0, pk, 0, pm))
-    rhs = F.pad(torch.cat([b1, b0], dim=1), (0, pn, 0, pk))
-    return torch._int_mm(lhs, rhs)[:m]
+    rhs = torch.cat([b1, b0], dim=1)
+    if a.device.type != "cpu":
+        # GPUs: float64 products of the digits, exact too (every partial sum is an integer
+        # below 2^53), so CUDA decodes what the CPU encoded; _int_mm's CUDA kernel has layout
+        # and size constraints of its own
+        return float64_product(a, rhs)
+    return torch._int_mm(a, rhs)
+
+
+def float64_product(a: Tensor, b: Tensor) -> Tensor:
+    """int32 ``a @ b`` of int8 digit matrices through float64 (exact for k < 2^39)."""
+    return torch.matmul(a.double(), b.double()).to(torch.int32)
 
 
 def _combine(acc: Tensor, m: int, n: int) -> Tensor:
-    acc = acc.to(torch.int64)
-    a11, a10 = acc[:m, :n], acc[:m, n : 2 * n]
-    a01, a00 = acc[m : 2 * m, :n], acc[m : 2 * m, n : 2 * n]
-    return BASE * BASE * a11 + BASE * (a10 + a01) + a00
+    """``BASE²·A₁₁ + BASE·(A₁₀ + A₀₁) + A₀₀`` from the four int32 blocks, in float64: exact,
+    as every value is an integer below 2^53 (|·| ≤ k·LIMIT² < 2^40 for k < 2^14)."""
+    acc = acc.double()
+    out = acc[:m, :n].mul(BASE * BASE)
+    out.add_(acc[:m, n : 2 * n], alpha=BASE).add_(acc[m : 2 * m, :n], alpha=BASE)
+    return out.add_(acc[m : 2 * m, n : 2 * n])
 
 
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -174,7 +182,7 @@ def _conv(module: nn.Module, x: Tensor, padding=(0, 0), prepare=_conv_weights, b
     ).reshape(2 * b * ho * wo, len(taps) * c)
     acc = _combine(_digit_product(cols, w1, w0), b * ho * wo, o)  # (B·Ho·Wo, O)
     acc = acc.reshape(b, ho, wo, o).permute(0, 3, 1, 2)
-    return _affine(acc.double(), sx * sw, bias)
+    return _affine(acc, sx * sw, bias)
 
 
 def _affine(acc: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
@@ -190,10 +198,9 @@ def _conv_transpose(module: nn.ConvTranspose2d, x: Tensor) -> Tensor:
     def prepare(weight: Tensor):
         return _conv_weights(subpixel_weights(weight, module.stride, module.padding)[0])
 
-    def conv(padded: Tensor, kernel: Tensor) -> Tensor:  # kernel: prepared once, as above
+    def conv(padded: Tensor) -> Tensor:  # the kernel is prepared once per weights
         return _conv(module, padded, prepare=prepare)
 
     bias = None if module.bias is None else module.bias.detach().double()
-    weight = module.weight.detach().double()
     stride, padding, output_padding = module.stride, module.padding, module.output_padding
-    return subpixel_transposed_conv(x, weight, bias, stride, padding, output_padding, conv)
+    return subpixel_transposed_conv(x, module.weight, bias, stride, padding, output_padding, conv)

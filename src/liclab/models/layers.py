@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,39 +58,47 @@ def subpixel_weights(weight: Tensor, stride: tuple, padding: tuple) -> tuple[Ten
     over the taps that exist: for each phase ``r``, a correlation of x.
     """
     c, o, kh, kw = weight.shape
-    index, spans = [], []
-    for k, s, p in ((kh, stride[0], padding[0]), (kw, stride[1], padding[1])):
-        # offsets t = i − u with a valid tap s·(−t) + r + p ∈ [0, k) for some phase r
-        lo = min(-((k - 1 - r - p) // s) for r in range(s))
-        hi = max((r + p) // s for r in range(s))
+    index, spans = [], subpixel_spans((kh, kw), stride, padding)
+    for k, s, p, (lo, hi) in zip((kh, kw), stride, padding, spans, strict=True):
         taps = torch.tensor(
             [[s * -t + r + p for t in range(lo, hi + 1)] for r in range(s)], dtype=torch.long
         )
         index.append(torch.where((taps >= 0) & (taps < k), taps, k))  # k: a zero tap
-        spans.append((lo, hi))
     padded = F.pad(weight, (0, 1, 0, 1))  # (C, O, kh + 1, kw + 1), the last row/col zero
     iy, ix = index
     sh, sw = stride
     # W'[o, ry, rx, c, ty, tx] = w[c, o, iy[ry, ty], ix[rx, tx]]
     kernel = padded[:, :, iy[:, None, :, None], ix[None, :, None, :]]  # C, O, sh, sw, Ty, Tx
     kernel = kernel.permute(1, 2, 3, 0, 4, 5).reshape(o * sh * sw, c, *kernel.shape[-2:])
-    return kernel, tuple(spans)
+    return kernel, spans
+
+
+def subpixel_spans(kernel_size, stride, padding) -> tuple:
+    """Per axis, the offsets ``t = i − u`` with a valid tap ``s·(−t) + r + p ∈ [0, k)`` for
+    some phase ``r``, as (lowest, highest)."""
+    return tuple(
+        (min(-((k - 1 - r - p) // s) for r in range(s)), max((r + p) // s for r in range(s)))
+        for k, s, p in zip(kernel_size, stride, padding, strict=True)
+    )
 
 
 def subpixel_transposed_conv(
-    x: Tensor, weight: Tensor, bias, stride, padding, output_padding, conv=F.conv2d
+    x: Tensor, weight: Tensor, bias, stride, padding, output_padding, conv=None
 ) -> Tensor:
     """``F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)`` as a
-    convolution (``conv(x, kernel)``, stride 1, no padding) and a pixel shuffle."""
-    kernel, ((lo_h, hi_h), (lo_w, hi_w)) = subpixel_weights(weight, stride, padding)
+    stride-1 convolution without padding (by default ``F.conv2d`` with
+    :func:`subpixel_weights`; ``conv(x)`` if given) and a pixel shuffle."""
     (sh, sw), (ph, pw), (oh, ow) = stride, padding, output_padding
     c, o, kh, kw = weight.shape
+    (lo_h, hi_h), (lo_w, hi_w) = subpixel_spans((kh, kw), stride, padding)
+    if conv is None:
+        conv = partial(F.conv2d, weight=subpixel_weights(weight, stride, padding)[0])
     h, w = x.shape[-2:]
     out_h, out_w = (h - 1) * sh - 2 * ph + kh + oh, (w - 1) * sw - 2 * pw + kw + ow
     uh, uw = -(-out_h // sh), -(-out_w // sw)  # phase rows/cols to compute
     # u + t must index x, zeros outside: pad −lo before, (uh − 1 + hi) − (h − 1) after
     x = F.pad(x, (-lo_w, max(0, uw - w + hi_w), -lo_h, max(0, uh - h + hi_h)))
-    y = conv(x, kernel)[..., :uh, :uw]
+    y = conv(x)[..., :uh, :uw]
     y = F.pixel_shuffle(y, sh) if sh == sw else _shuffle(y, sh, sw)
     y = y[..., :out_h, :out_w]
     return y if bias is None else y + bias.reshape(1, -1, 1, 1)
