@@ -17,7 +17,7 @@ Each convolution of a float64 input ``x`` with weights ``w``:
 2. both are split into two 7-bit digits, ``X = 127·X₁ + X₀`` with ``|X₁|, |X₀| ≤ 63``, and
    the four digit products are summed by int8 matrix products with int32 accumulators
    (``torch._int_mm``; float64 products of the digits on a GPU): exact, as no sum can leave
-   int32. Digits within ±63 also keep the
+   int32 (fan-in below 541 000). Digits within ±63 also keep the
    int16 pair sums of CPUs without VNNI (u8·s8 with a +128 offset) from saturating;
 3. ``acc = 127²·A₁₁ + 127·(A₁₀ + A₀₁) + A₀₀`` in int64, then ``s_x·s_w·acc + b`` in float64:
    element-wise operations on exact inputs, the same on every machine.
@@ -46,7 +46,7 @@ from liclab.models.layers import subpixel_transposed_conv, subpixel_weights
 DIGIT = 63
 BASE = 2 * DIGIT + 1  # 127
 LIMIT = BASE * DIGIT + DIGIT  # 8064: two digits of ±63 in base 127
-_BITS = 12  # values are scaled so that max |v| lies in (2^11, 2^12] … (2^12, 2^13)
+_BITS = 12  # scaled values have max |V| in [2^11, 2^12]: 13-bit signed, within LIMIT
 
 
 def integer_net(module: nn.Module, *inputs: Tensor) -> Tensor:
@@ -129,7 +129,8 @@ def _digit_product(a: Tensor, b1: Tensor, b0: Tensor) -> Tensor:
 
 
 def float64_product(a: Tensor, b: Tensor) -> Tensor:
-    """int32 ``a @ b`` of int8 digit matrices through float64 (exact for k < 2^39)."""
+    """int32 ``a @ b`` of int8 digit matrices through float64: exact, as every partial sum is
+    an integer of at most k·63² (below int32's range for k < 541 000, let alone 2^53)."""
     return torch.matmul(a.double(), b.double()).to(torch.int32)
 
 
