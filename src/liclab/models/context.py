@@ -8,7 +8,8 @@ and ``decompress`` (decode) differ only in that callback, so the context the ent
 sees is by construction the one the decoder will have.
 
 Decoder-side networks run through :func:`entropy_net`: as they are in training, in float64
-when coding (see :mod:`liclab.models.base` on determinism).
+or integer arithmetic when coding (see :mod:`liclab.models.base` on determinism and
+:mod:`liclab.models.integer`).
 """
 
 from __future__ import annotations
