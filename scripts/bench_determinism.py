@@ -16,15 +16,16 @@ liclab codes with float64 decoder-side networks and means snapped to a 1/256 gri
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
+import numpy as np
 import torch
 
 from liclab.codecs.learned import LearnedCodec
 from liclab.datasets import resolve_images
 from liclab.images import load_rgb
+from liclab.metrics import psnr
 from liclab.models.base import stable
 from liclab.quantizers import Round
 
@@ -34,14 +35,13 @@ def bits(model, x) -> float:
     return float(sum(-torch.log2(v).sum() for v in out["likelihoods"].values()))
 
 
-def psnr(x, x_hat) -> float:
-    mse = float((torch.round(x * 255) - torch.round(x_hat * 255)).square().mean())
-    return 10 * math.log10(255**2 / mse)
+def to_uint8(x) -> np.ndarray:
+    return (x[0].permute(1, 2, 0) * 255).round().byte().numpy()
 
 
 def arithmetic_figures(model, x, quantizer) -> dict:
     """Per arithmetic: (payload bytes, PSNR, decode seconds), float32 g_s for both."""
-    out, exact = {}, model.exact_synthesis
+    out, before = {}, (model.arithmetic, model.exact_synthesis)
     model.exact_synthesis = False
     for arithmetic in ("integer", "float64"):
         model.arithmetic = arithmetic
@@ -49,8 +49,9 @@ def arithmetic_figures(model, x, quantizer) -> dict:
         t = time.perf_counter()
         x_hat = model.decompress(c["strings"], c["shape"], c["size"], quantizer)["x_hat"]
         seconds = time.perf_counter() - t
-        out[arithmetic] = (sum(len(s[0]) for s in c["strings"]), psnr(x, x_hat), seconds)
-    model.arithmetic, model.exact_synthesis = "integer", exact
+        quality = psnr(to_uint8(x), to_uint8(x_hat))
+        out[arithmetic] = (sum(len(s[0]) for s in c["strings"]), quality, seconds)
+    model.arithmetic, model.exact_synthesis = before
     return out
 
 

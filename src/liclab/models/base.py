@@ -152,7 +152,7 @@ def bottleneck_compress(eb, z: Tensor, q: Quantizer) -> list[bytes]:
     from liclab.entropy.tables import rans_encode
 
     centre = q.coding_offset(z, bottleneck_medians(eb).detach()).expand_as(z)
-    indexes, tables = _bottleneck_coding(eb, centre)
+    indexes, tables = eb.coding(centre)
     if tables is None:
         return EntropyModel.compress(eb, z, indexes, centre)
     return rans_encode(torch.round(z - centre), indexes, tables)
@@ -166,17 +166,10 @@ def bottleneck_decompress(eb, strings: list, shape, q: Quantizer) -> Tensor:
     size = (len(strings), eb.channels, *shape)
     medians = bottleneck_medians(eb).detach()
     centre = q.coding_offset(medians.new_zeros(size), medians).expand(size)
-    indexes, tables = _bottleneck_coding(eb, centre)
+    indexes, tables = eb.coding(centre)
     if tables is None:
         return EntropyModel.decompress(eb, strings, indexes, medians.dtype, centre)
     return rans_decode(strings, indexes, tables, centre)
-
-
-def _bottleneck_coding(eb, centre: Tensor):
-    """liclab's bottleneck picks a table per dither offset; CompressAI's has one per channel."""
-    if hasattr(eb, "coding"):
-        return eb.coding(centre)
-    return eb._build_indexes(centre.size()).to(centre.device), None
 
 
 def bottleneck_likelihood(eb, z: Tensor) -> Tensor:

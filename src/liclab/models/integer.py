@@ -108,13 +108,10 @@ def _digits(v: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def int_matmul(a: Tensor, b: Tensor) -> Tensor:
-    """Exact ``a @ b`` (int64) of integer matrices with entries in [−LIMIT, LIMIT]."""
-    return digit_matmul(*_digits(a), *_digits(b)).to(torch.int64)
-
-
-def digit_matmul(a1: Tensor, a0: Tensor, b1: Tensor, b0: Tensor) -> Tensor:
-    """Exact ``(BASE·a1 + a0) @ (BASE·b1 + b0)`` (float64 integers) from int8 digits."""
-    return _combine(_digit_product(torch.cat([a1, a0]), b1, b0), len(a1), b1.shape[1])
+    """Exact ``a @ b`` (int64) of integer matrices with entries in [−LIMIT, LIMIT]: the
+    digit scheme of the convolutions, on its own."""
+    acc = _digit_product(torch.cat(_digits(a)), *_digits(b))
+    return _combine(acc, len(a), b.shape[1]).to(torch.int64)
 
 
 def _digit_product(a: Tensor, b1: Tensor, b0: Tensor) -> Tensor:

@@ -50,9 +50,7 @@ def gdn_synthesis(N: int, M: int) -> nn.Sequential:
 
 def subpixel_weights(weight: Tensor, stride: tuple, padding: tuple) -> tuple[Tensor, tuple]:
     """The stride-1 convolution kernel (O·s_h·s_w, C, K_h, K_w) equal to a transposed
-    convolution with ``weight`` (C, O, k_h, k_w), and the input padding it needs, as
-    ((before_h, after_h), (before_w, after_w)) in phases' units (see
-    :func:`subpixel_transposed_conv`).
+    convolution with ``weight`` (C, O, k_h, k_w), and its offsets (:func:`subpixel_spans`).
 
     Output row ``Y = s·u + r`` of the transposed convolution is ``Σ_t x[u + t]·w[r + p − s·t]``
     over the taps that exist: for each phase ``r``, a correlation of x.
@@ -99,12 +97,12 @@ def subpixel_transposed_conv(
     # u + t must index x, zeros outside: pad −lo before, (uh − 1 + hi) − (h − 1) after
     x = F.pad(x, (-lo_w, max(0, uw - w + hi_w), -lo_h, max(0, uh - h + hi_h)))
     y = conv(x)[..., :uh, :uw]
-    y = F.pixel_shuffle(y, sh) if sh == sw else _shuffle(y, sh, sw)
-    y = y[..., :out_h, :out_w]
+    y = _shuffle(y, sh, sw)[..., :out_h, :out_w]
     return y if bias is None else y + bias.reshape(1, -1, 1, 1)
 
 
 def _shuffle(y: Tensor, sh: int, sw: int) -> Tensor:
+    """Pixel shuffle with strides (sh, sw): channel o·sh·sw + ry·sw + rx → phase (ry, rx)."""
     b, c, h, w = y.shape
     o = c // (sh * sw)
     return y.reshape(b, o, sh, sw, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, o, h * sh, w * sw)
