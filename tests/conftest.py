@@ -10,22 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
-from liclab.cli import config_dir
+from liclab import configs
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
 
 # Tiny sizes that every model config accepts (tests override the paper-size defaults).
 TINY = {"N": 16, "M": 24}
-MODEL_CONFIGS = sorted(p.stem for p in (Path(config_dir()) / "model").glob("*.yaml"))
+MODEL_CONFIGS = sorted(p.stem for p in (configs.config_dir("train") / "model").glob("*.yaml"))
 
 
 def compose(overrides: list[str]):
-    """Compose ``configs/train.yaml`` in-process (no subprocess: those cost ~7 s each)."""
-    from hydra import compose as _compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return _compose("train", overrides=overrides)
+    """Compose ``train.yaml`` in-process (no subprocess: those cost ~7 s each)."""
+    return configs.compose("train", "train", overrides)
 
 
 def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:

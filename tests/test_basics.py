@@ -35,7 +35,7 @@ def test_ms_ssim_identity_and_db():
 
 def test_bpp_terms_count_bits():
     lik = {"y": torch.full((1, 2, 4, 4), 0.5), "z": torch.full((1, 1, 2, 2), 0.25)}
-    terms = bpp_terms(lik, num_pixels=16)
+    terms = bpp_terms(lik, torch.zeros(1, 3, 4, 4))  # 16 pixels
     assert terms["bpp_y"].item() == pytest.approx(2.0)  # 32 bits / 16 px
     assert terms["bpp_z"].item() == pytest.approx(0.5)  # 8 bits / 16 px
     assert terms["bpp"].item() == pytest.approx(2.5)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from liclab.anchors import anchor_codecs
-from liclab.cli import config_dir
 from liclab.codecs.av1 import AV1
 from liclab.codecs.hevc import HEVC
 from liclab.codecs.jpeg import JPEG
@@ -18,6 +15,8 @@ from liclab.codecs.jpeg2000 import JPEG2000
 from liclab.codecs.jpegxl import JpegXL
 from liclab.codecs.video import rgb_to_ycbcr, ycbcr_to_rgb
 from liclab.codecs.webp import WebP
+from liclab.configs import codec_config, config_dir
+from liclab.evaluate import codecs_at_points
 from liclab.metrics import psnr
 
 from conftest import smooth_image
@@ -31,7 +30,7 @@ SWEEPS = {
     "av1": [AV1(qp=q, preset=8) for q in (55, 35, 15)],
     "jpegxl": [JpegXL(quality=q, effort=3) for q in (20, 60, 95)],
 }
-CODEC_CONFIGS = sorted(p.stem for p in (Path(config_dir()) / "codec").glob("*.yaml"))
+CODEC_CONFIGS = sorted(p.stem for p in (config_dir("eval") / "codec").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +82,8 @@ def test_jpeg_defaults_to_what_pillow_writes(image):
 
 
 @pytest.mark.parametrize("name", CODEC_CONFIGS)
-def test_every_codec_config_instantiates_over_its_sweep(name, image):
-    codecs = anchor_codecs(name)
+def test_every_codec_config_instantiates_at_its_operating_points(name, image):
+    codecs = codecs_at_points(*codec_config(name))
     assert len(codecs) >= 5 and {c.name for c in codecs} == {name}
     assert len({c.setting for c in codecs}) == len(codecs)
     codec = codecs[len(codecs) // 2]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from liclab import LiclabError
 from liclab.cli.codec import compress_file
-from liclab.cli.evaluate import evaluate_checkpoints, find_checkpoints
+from liclab.evaluate import checkpoint_curves, find_checkpoints
 
 from conftest import smooth_image
 
@@ -41,8 +41,9 @@ def test_evaluate_counts_every_byte_of_the_file(trained_ckpt, tmp_path):
     for i, size in enumerate([(192, 256), (200, 170)]):
         images.append(tmp_path / f"img{i}.png")
         Image.fromarray(smooth_image(*size, seed=20 + i)).save(images[-1])
-    (curve,) = evaluate_checkpoints([trained_ckpt], images, tmp_path / "out", name="tiny")
-    r = curve["results"]
+    (curve,) = checkpoint_curves([trained_ckpt], images, tmp_path / "out", name="tiny")
+    saved = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    r = saved["results"]
     assert set(r) >= {"bpp", "psnr-rgb", "ms-ssim-rgb", "ms-ssim-db-rgb", "est_bpp"}
     per_image = json.loads((tmp_path / "out" / "tiny_images.json").read_text())[0]["images"]
     for rec, path in zip(per_image, images, strict=True):
@@ -51,4 +52,5 @@ def test_evaluate_counts_every_byte_of_the_file(trained_ckpt, tmp_path):
     expected = sum(rec["bpp"] for rec in per_image) / 2
     assert r["bpp"][0] == pytest.approx(expected)
     assert 0 < r["est_bpp"][0] < r["bpp"][0]  # the estimate has no header, no coder overhead
-    assert json.loads((tmp_path / "out" / "tiny.json").read_text())["name"] == "tiny"
+    assert saved["name"] == "tiny" and saved["images"] == ["img0", "img1"]
+    assert saved["settings"] == ["lmbda=0.05"] and curve.bpp[0] == r["bpp"][0]

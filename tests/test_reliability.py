@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from liclab import LiclabError
+from liclab.checkpoint import AtomicCheckpointIO
 from liclab.cli.codec import verify
 from liclab.codecs.learned import LearnedCodec
 from liclab.images import load_rgb
-from liclab.lit import AtomicCheckpointIO
 from liclab.losses import MSE
 from liclab.train import train
 
@@ -101,11 +101,14 @@ def test_sigkill_then_resume_finishes_at_the_right_step(image_folder, tmp_path):
         f"hydra.run.dir={out}",
     ]
     last = out / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The event, not a time: the first periodic checkpoint on disk (renamed into place whole).
+    # The deadline only keeps a broken run from hanging the suite.
+    deadline = time.monotonic() + 600
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"training ended before its first checkpoint: {proc.stderr.read()}"
+    assert last.exists(), "no checkpoint within 10 minutes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = torch.load(last, weights_only=False)["global_step"]

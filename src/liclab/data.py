@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from liclab import LiclabError
 from liclab.datasets import resolve_images
-from liclab.images import load_rgb
+from liclab.images import load_rgb, to_chw
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _load_all(paths, what: str) -> list[torch.Tensor]:
             log.warning("liclab: skipping %s", exc)
             skipped.append(p)
             continue
-        images.append(torch.from_numpy(arr).permute(2, 0, 1).contiguous())
+        images.append(to_chw(arr))
     if skipped:
         log.warning("liclab: skipped %d unreadable %s image(s)", len(skipped), what)
     if not images:
@@ -135,6 +135,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_count, self.val_crop_size = val_count, val_crop_size
         self.num_workers, self.seed = num_workers, seed
         self.train_set = self.val_set = None
+        self.train_paths: list = []
         self.val_paths: list = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -150,11 +151,21 @@ class ImageDataModule(L.LightningDataModule):
             train_paths, val_paths = train_paths[: -self.val_count], train_paths[-self.val_count :]
         else:
             val_paths = resolve_images(self.val_spec)
-        self.val_paths = val_paths
+        self.train_paths, self.val_paths = train_paths, val_paths
         train_images = _load_all(train_paths, "training")
         length = self.samples_per_epoch or max(len(train_images), self.batch_size)
         self.train_set = RandomCrops(train_images, self.crop_size, length, self.seed)
         self.val_set = CenterCrops(_load_all(val_paths, "validation"), self.val_crop_size)
+
+    def describe(self) -> str:
+        """One line for the start of a run: where the images came from and how many."""
+        if self.train_set is None:
+            return "not set up"
+        folder = self.train_paths[0].parent
+        return (
+            f"{len(self.train_set.images)} training images from {folder}, "
+            f"{len(self.val_set)} held out; {self.crop_size}px crops, batch {self.batch_size}"
+        )
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(

@@ -14,12 +14,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import urllib.request
 from pathlib import Path
 
 from liclab import LiclabError
 from liclab.images import list_images
+
+log = logging.getLogger(__name__)
 
 KODAK_URL = "https://r0k.us/graphics/kodak/kodak/{name}"
 KODAK_SHA256 = {
@@ -74,9 +77,13 @@ def resolve_images(spec) -> list[Path]:
         errors = []
         for item in spec:
             try:
-                return resolve_images(item)
+                found = resolve_images(item)
             except LiclabError as exc:
                 errors.append(str(exc))
+                continue
+            if errors:  # a fallback: say which source was missing and which one is used
+                log.info("liclab: %s; using %s", "; ".join(errors), item)
+            return found
         raise LiclabError("none of the data sources exist: " + "; ".join(errors))
     if isinstance(spec, Path):
         return list_images(spec)
@@ -100,14 +107,13 @@ def skimage_photos() -> list[Path]:
     return files
 
 
-def kodak(root: str | os.PathLike | None = None, download: bool = True) -> list[Path]:
+def kodak(root: str | os.PathLike | None = None) -> list[Path]:
     """The Kodak test set: ``root`` (default ``$LIC_DATA/kodak``), downloaded if absent."""
     local = Path(root) if root is not None else data_root() / "kodak"
     if all((local / name).exists() for name in KODAK_SHA256):
         return [local / name for name in KODAK_SHA256]
     cache = Path(os.environ.get("LIC_CACHE", Path.home() / ".cache" / "liclab")) / "kodak"
-    if not download:
-        raise LiclabError(f"{local}: Kodak images not found (set LIC_DATA)")
+    log.info("liclab: %s has no Kodak images; downloading them into %s", local, cache)
     cache.mkdir(parents=True, exist_ok=True)
     for name, digest in KODAK_SHA256.items():
         target = cache / name

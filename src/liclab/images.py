@@ -102,6 +102,23 @@ def _to_rgb8(im, notes: list[str]) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
+def to_chw(arr: np.ndarray):
+    """``(H, W, 3)`` uint8 array → ``(3, H, W)`` uint8 tensor (what training keeps in memory)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+
+
+def to_tensor(arr: np.ndarray):
+    """``(H, W, 3)`` uint8 array → ``(1, 3, H, W)`` float tensor in [0, 1] (a model's input)."""
+    return to_chw(arr)[None].float().div_(255.0)
+
+
+def to_uint8(x) -> np.ndarray:
+    """``(1, 3, H, W)`` float tensor in [0, 1] → ``(H, W, 3)`` uint8 array, rounding to nearest."""
+    return x[0].detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
 def save_rgb(arr: np.ndarray, path: str | os.PathLike) -> None:
     """Write an ``(H, W, 3)`` uint8 array as a lossless image (format from the suffix)."""
     from PIL import Image

@@ -12,9 +12,14 @@ import math
 import torch
 from torch import Tensor, nn
 
+from liclab.metrics import MS_SSIM_MIN_SIDE
 
-def bpp_terms(likelihoods: dict[str, Tensor], num_pixels: int) -> dict[str, Tensor]:
-    """Estimated bits per pixel of every latent (``bpp_y``, ``bpp_z``, …) and their sum."""
+
+def bpp_terms(likelihoods: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
+    """Estimated bits per pixel of every latent (``bpp_y``, ``bpp_z``, …) and their sum,
+    over the pixels of the batch ``x`` (B, C, H, W): the one place rate is computed from
+    likelihoods."""
+    num_pixels = x.shape[0] * x.shape[-2] * x.shape[-1]
     terms = {
         f"bpp_{k}": torch.log(v).sum() / (-math.log(2) * num_pixels) for k, v in likelihoods.items()
     }
@@ -34,8 +39,7 @@ class RateDistortionLoss(nn.Module):
         self.lmbda = lmbda
 
     def forward(self, out: dict, x: Tensor) -> dict[str, Tensor]:
-        n, _, h, w = x.shape
-        terms = bpp_terms(out["likelihoods"], n * h * w)
+        terms = bpp_terms(out["likelihoods"], x)
         terms["mse"] = torch.mean((out["x_hat"] - x) ** 2)
         terms["distortion"] = self.distortion(out["x_hat"], x, terms["mse"])
         terms["loss"] = terms["bpp"] + self.lmbda * terms["distortion"]
@@ -55,9 +59,10 @@ class MSE(RateDistortionLoss):
 class MSSSIM(RateDistortionLoss):
     """1 − MS-SSIM (5 scales, Wang et al. 2003). Needs images of at least 161 px a side."""
 
-    min_size = 161
+    min_size = MS_SSIM_MIN_SIDE
 
     def distortion(self, x_hat, x, mse):
         from pytorch_msssim import ms_ssim
 
+        # on the continuous x̂ (no 8-bit rounding, unlike the metric): gradients must flow
         return 1.0 - ms_ssim(x_hat, x, data_range=1.0)

@@ -1,125 +1,33 @@
-"""Rate-distortion curves: loading result files, Bjøntegaard deltas, plots and tables.
+"""Comparing RD curves: Bjøntegaard deltas, plots, tables, and the one report.
 
-Result files follow CompressAI's schema, ``{"name", "description", "results": {"bpp": [...],
-"psnr-rgb": [...], "ms-ssim-rgb": [...], ...}}``. Published files differ in key names
-(``psnr`` / ``psnr-rgb``; ``ms-ssim`` / ``ms-ssim-rgb`` / ``ms-ssim-db-rgb``) and in point order;
-:func:`load_curve` normalises both, deriving MS-SSIM in dB, ``-10 log10(1 - MS-SSIM)``, from the
-linear value or the reverse.
-
-BD-rate and BD-PSNR follow Bjøntegaard, "Calculation of average PSNR differences between
+BD-rate and BD-quality follow Bjøntegaard, "Calculation of average PSNR differences between
 RD-curves", VCEG-M33 (2001): the average gap between two curves over their common range, with
 log-rate as a function of quality (BD-rate) or quality as a function of log-rate (BD-PSNR).
 ``method="pchip"`` interpolates with piecewise cubic Hermite polynomials, as the updated
 method of JCTVC-B055 / VCEG-AL22 and the JVET CTC spreadsheets do; ``method="cubic"`` is the
-original least-squares cubic polynomial of VCEG-M33.
+original least-squares cubic polynomial of VCEG-M33. Any metric of :mod:`liclab.metrics` can
+be the quality axis; for one where lower is better (a distance) the BD-quality sign is
+flipped, so that a positive BD-quality and a negative BD-rate always mean "better".
+
+:func:`report` is the one place that turns curves into plots and tables: the end of
+``liclab-train``, ``liclab-eval``, the sweep report and ``liclab-rd`` all call it.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
-import json
 import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from liclab import LiclabError
-
-# metric -> (axis label, table label); the keys are Curve attributes.
-METRICS = {"psnr": ("PSNR (dB)", "PSNR"), "ms_ssim_db": ("MS-SSIM (dB)", "MS-SSIM")}
-_ALIASES = {
-    "psnr": ("psnr-rgb", "psnr"),
-    "ms_ssim": ("ms-ssim-rgb", "ms-ssim"),
-    "ms_ssim_db": ("ms-ssim-db-rgb", "ms-ssim-db"),
-}
-
-
-@dataclass
-class Curve:
-    """One RD curve, points sorted by bpp; a metric absent from the file is ``None``."""
-
-    name: str
-    bpp: np.ndarray
-    psnr: np.ndarray | None = None
-    ms_ssim: np.ndarray | None = None
-    ms_ssim_db: np.ndarray | None = None
-    description: str = ""
-    source: str = ""
-
-
-def curve_from_dict(data: dict, source: str = "") -> Curve:
-    """A :class:`Curve` from a dict in CompressAI's schema (see the module docstring)."""
-    where = Path(source).name or "result"
-    results = data.get("results") if isinstance(data, dict) else None
-    if not isinstance(results, dict) or "bpp" not in results:
-        raise LiclabError(f"{where}: not an RD result file (no 'results' with 'bpp')")
-    lists = {}
-    for key, values in results.items():
-        if isinstance(values, (int, float)):
-            values = [values]
-        if not isinstance(values, list) or len(values) != len(results["bpp"]):
-            raise LiclabError(f"{where}: results['{key}'] is not a list as long as 'bpp'")
-        lists[key] = np.asarray(values, dtype=np.float64)
-    order = np.argsort(lists["bpp"], kind="stable")
-    lists = {k: v[order] for k, v in lists.items()}
-    metrics = {}
-    for attr, keys in _ALIASES.items():
-        found = [k for k in keys if k in lists]
-        metrics[attr] = lists[found[0]] if found else None
-    if metrics["ms_ssim"] is not None and np.all(metrics["ms_ssim"] > 1):
-        metrics["ms_ssim_db"] = metrics["ms_ssim"]  # some files store dB under 'ms-ssim'
-        metrics["ms_ssim"] = None
-    if metrics["ms_ssim_db"] is None and metrics["ms_ssim"] is not None:
-        metrics["ms_ssim_db"] = -10.0 * np.log10(1.0 - metrics["ms_ssim"])
-    if metrics["ms_ssim"] is None and metrics["ms_ssim_db"] is not None:
-        metrics["ms_ssim"] = 1.0 - 10.0 ** (-metrics["ms_ssim_db"] / 10.0)
-    return Curve(
-        name=str(data.get("name") or Path(source).stem),
-        bpp=lists["bpp"],
-        description=str(data.get("description", "")),
-        source=str(source),
-        **metrics,
-    )
-
-
-def load_curve(path: str | os.PathLike) -> Curve:
-    """Read one result JSON (see the module docstring)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LiclabError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LiclabError(f"{path.name}: not valid JSON ({exc})") from None
-    return curve_from_dict(data, str(path))
-
-
-def load_curves(paths: Sequence[str | os.PathLike]) -> list[Curve]:
-    """Curves from files and folders; a folder contributes each RD result JSON directly in it.
-
-    Curves sharing a name are renamed ``"<name> (<file stem>)"``.
-    """
-    curves = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            for f in sorted(p.glob("*.json")):
-                try:
-                    curves.append(load_curve(f))
-                except LiclabError:
-                    continue  # other JSON files (configs, per-image records) may sit beside
-        else:
-            curves.append(load_curve(p))
-    # Published files reuse names (CompressAI's _cpu and _cuda twins): tell them apart.
-    names = [c.name for c in curves]
-    for c in curves:
-        if names.count(c.name) > 1:
-            c.name = f"{c.name} ({Path(c.source).stem})"
-    return curves
+from liclab.curve import Curve
+from liclab.metrics import METRICS, PLOTTED
 
 
 def bd_rate(
@@ -195,31 +103,42 @@ def find_curve(curves: Sequence[Curve], key: str) -> Curve:
     if len(hits) != 1:
         names = ", ".join(c.name for c in curves)
         what = "no curve" if not hits else f"{len(hits)} curves"
-        raise LiclabError(f"anchor {key!r}: {what} with that name among: {names}")
+        raise LiclabError(f"baseline {key!r}: {what} with that name among: {names}")
     return hits[0]
 
 
-def bd_table(curves: Sequence[Curve], anchor: Curve, method: str = "pchip") -> list[dict]:
-    """BD-rate (%) and BD-quality (dB) of every curve against ``anchor``, per metric.
+def bd_columns(metric: str) -> tuple[str, str]:
+    """Table column names of the BD-rate and the BD-quality in ``metric``."""
+    m = METRICS[metric]
+    unit = f" ({m.unit})" if m.unit else ""
+    return f"BD-rate {m.short} (%)", f"BD-{m.short}{unit}"
 
-    One row per curve: ``{"curve", "points", "BD-rate PSNR (%)", "BD-PSNR (dB)",
-    "BD-rate MS-SSIM (%)", "BD-MS-SSIM (dB)"}``; NaN where a metric is missing, a curve has a
-    single point, or the ranges do not overlap.
+
+def bd_table(
+    curves: Sequence[Curve], baseline: Curve, method: str = "pchip", metrics=PLOTTED
+) -> list[dict]:
+    """BD-rate (%) and BD-quality of every curve against ``baseline``, per metric.
+
+    One row per curve: ``{"curve", "points", "BD-rate PSNR (%)", "BD-PSNR (dB)", …}`` (see
+    :func:`bd_columns`); NaN where a metric is missing, a curve has a single point, or the
+    ranges do not overlap.
     """
     rows = []
     for c in curves:
-        row = {"curve": c.name, "points": len(c.bpp)}
-        for attr, (_, label) in METRICS.items():
-            qa, qb = getattr(anchor, attr), getattr(c, attr)
+        row = {"curve": c.name, "points": len(c)}
+        for metric in metrics:
+            qa, qb = baseline.get(metric), c.get(metric)
             rate = quality = math.nan
-            if qa is not None and qb is not None and min(len(c.bpp), len(anchor.bpp)) >= 2:
+            if qa is not None and qb is not None and min(len(c), len(baseline)) >= 2:
                 try:
-                    rate = bd_rate(anchor.bpp, qa, c.bpp, qb, method)
-                    quality = bd_quality(anchor.bpp, qa, c.bpp, qb, method)
+                    rate = bd_rate(baseline.bpp, qa, c.bpp, qb, method)
+                    quality = bd_quality(baseline.bpp, qa, c.bpp, qb, method)
                 except LiclabError as exc:  # a degenerate curve: report it, keep the table
-                    print(f"liclab: {c.name} vs {anchor.name}: {exc}", file=sys.stderr)
-            row[f"BD-rate {label} (%)"] = rate
-            row[f"BD-{label} (dB)"] = quality
+                    print(f"liclab: {c.name} vs {baseline.name}: {exc}", file=sys.stderr)
+            if not METRICS[metric].higher_is_better:
+                quality = -quality
+            rate_col, quality_col = bd_columns(metric)
+            row[rate_col], row[quality_col] = rate, quality
         rows.append(row)
     return rows
 
@@ -248,7 +167,7 @@ def write_table(rows: list[dict], path_stem: str | os.PathLike, title: str = "")
 
 
 def print_table(rows: list[dict], title: str = "") -> None:
-    """Print ``rows`` as a rich table on stdout."""
+    """Print ``rows`` as a table on stdout (rich's on a terminal, plain text otherwise)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -257,7 +176,7 @@ def print_table(rows: list[dict], title: str = "") -> None:
         table.add_column(col, justify="left" if i == 0 else "right")
     for r in rows:
         table.add_row(*(_cell(v) for v in r.values()))
-    Console().print(table)
+    Console(width=max(120, len(rows[0]) * 14)).print(table)
 
 
 def plot(
@@ -278,27 +197,29 @@ def plot(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    ylabel = METRICS[metric][0]
+    m = METRICS[metric]
     fig = Figure(figsize=(7, 5), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     dashed_ids = {id(c) for c in dashed}
-    shown = [c for c in curves if getattr(c, metric) is not None]
+    shown = [c for c in curves if c.get(metric) is not None]
     colors = matplotlib.colormaps["tab10" if len(shown) <= 10 else "tab20"].colors
     in_view = []
     for c, color in zip(shown, itertools.cycle(colors)):
-        y = getattr(c, metric)
+        y = c.get(metric)
         in_view += list(y[c.bpp <= max_bpp] if max_bpp else y)
         if id(c) in dashed_ids:
             ax.plot(c.bpp, y, "--", marker=".", lw=1.2, color=color, label=c.name)
         else:
             ax.plot(c.bpp, y, "-", marker="o", lw=1.8, color=color, label=c.name)
-    if max_bpp and in_view:
+    finite = [v for v in in_view if math.isfinite(v)]
+    if max_bpp and finite:
+        pad = 0.05 * (max(finite) - min(finite) or 1.0)
         ax.set_xlim(0, max_bpp)
-        ax.set_ylim(min(in_view) - 0.5, max(in_view) + 0.5)
+        ax.set_ylim(min(finite) - pad, max(finite) + pad)
     ax.set_xlabel("Rate (bits per pixel)")
-    ax.set_ylabel(ylabel)
-    what = f"{METRICS[metric][1]} vs rate"
+    ax.set_ylabel(m.label + ("" if m.higher_is_better else " (lower is better)"))
+    what = f"{m.short} vs rate"
     ax.set_title(f"{title}: {what}" if title else what)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
@@ -313,34 +234,32 @@ def plot(
 
 def report(
     runs: Sequence[Curve],
-    references: Sequence[Curve],
-    anchor: str,
-    out_dir: str | os.PathLike,
+    anchors: Sequence[Curve],
+    baseline: str,
+    out: str | os.PathLike,
     method: str = "pchip",
     title: str = "",
     max_bpp: float | None = None,
-    show: bool = True,
 ) -> dict:
-    """Plots and BD-rate tables of ``runs`` (solid) and ``references`` (dashed) in ``out_dir``.
+    """RD plots and the BD table of ``runs`` (solid) and ``anchors`` (dashed) in ``out``.
 
-    ``anchor`` names the curve (by name or file stem, among both lists) that every BD-rate is
-    measured against; it is drawn as what it is (a run solid, a reference dashed). Writes
-    ``rd-psnr`` and ``rd-ms-ssim`` plots (PNG, SVG; the second only if a curve has MS-SSIM;
-    ``max_bpp`` limits their rate axis) and ``bd-rate.md`` / ``bd-rate.csv``.
-    Returns ``{"rows": the table rows, "files": the paths written}``.
+    ``baseline`` names the curve (by name or file stem, among both lists) every BD figure is
+    measured against. Writes ``rd-<metric>.png|svg`` for every plotted metric some curve has
+    (``max_bpp`` limits their rate axis) and ``bd-rate.md`` / ``bd-rate.csv``; prints the
+    table. Returns ``{"rows": the table rows, "files": the paths written}``.
     """
-    curves = [*references, *runs]
+    curves = [*anchors, *runs]
     if not curves:
         raise LiclabError("no RD curves to report (give result files or folders)")
-    base = find_curve(curves, anchor)
-    dashed = list(references)
-    out = Path(out_dir)
-    files = plot(curves, out / "rd-psnr", "psnr", dashed, title, max_bpp)
-    if any(c.ms_ssim_db is not None for c in curves):
-        files += plot(curves, out / "rd-ms-ssim", "ms_ssim_db", dashed, title, max_bpp)
-    rows = bd_table(curves, base, method)
+    base = find_curve(curves, baseline)
+    out = Path(out)
+    files = []
+    metrics = [m for m in PLOTTED if any(c.get(m) is not None for c in curves)]
+    for metric in metrics:
+        stem = "rd-" + METRICS[metric].short.lower().replace(" ", "-")
+        files += plot(curves, out / stem, metric, anchors, title, max_bpp)
+    rows = bd_table(curves, base, method, metrics)
     caption = f"BD against {base.name} ({method})"
     files += write_table(rows, out / "bd-rate", caption)
-    if show:
-        print_table(rows, caption)
+    print_table(rows, caption)
     return {"rows": rows, "files": files}

@@ -23,61 +23,53 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from liclab import LiclabError
+from liclab.curve import Curve
 
 log = logging.getLogger(__name__)
 
 
 def report_sweep(sweep_dir, data, anchors, baseline: str, out=None, limit=None, cache_dir=None):
     """Evaluate ``sweep_dir``'s runs on ``data`` and write the report (see module doc)."""
-    from liclab.cli.evaluate import evaluate_checkpoints, find_checkpoints
+    from liclab import evaluate
     from liclab.datasets import resolve_images
-    from liclab.rd import curve_from_dict, report
-    from liclab.train import anchor_curves
 
     out = Path(out or Path(sweep_dir) / "report")
-    images = resolve_images(data)[:limit] if limit else resolve_images(data)
-    curves = evaluate_checkpoints(find_checkpoints(str(sweep_dir)), images, out)
-    references = anchor_curves(anchors, images, cache_dir, out)
-    runs = [curve_from_dict(c, c["name"]) for c in curves]
-    hits = [c.name for c in runs + references if baseline.lower() in c.name.lower()]
+    images = resolve_images(data)[: limit or None]
+    runs = evaluate.checkpoint_curves(evaluate.find_checkpoints(str(sweep_dir)), images, out)
+    hits = [c.name for c in runs if baseline.lower() in c.name.lower()]
+    hits += [a for a in anchors if baseline.lower() == a.lower()]
     if len(hits) != 1:
         raise LiclabError(f"baseline {baseline!r} matches {len(hits)} curves: {hits}")
     # The rate axis spans the runs (anchors reach several bpp and would squash them).
-    top = max((max(c.bpp) for c in runs), default=None)
-    result = report(
-        runs,
-        references,
-        anchor=hits[0],
-        out_dir=out,
-        title=f"{len(images)} images",
-        max_bpp=None if top is None else 1.5 * float(top),
-    )
-    write_gap_table(curves, out / "gap.md")
+    top = max(float(max(c.bpp)) for c in runs)
+    result = evaluate.compare(runs, images, anchors, out, hits[0], cache_dir, max_bpp=1.5 * top)
+    write_gap_table(runs, out / "gap.md")
     (out / "rows.json").write_text(json.dumps(result["rows"], indent=2))
     return result
 
 
-def write_gap_table(curves: list[dict], path: Path) -> None:
+def write_gap_table(curves: list[Curve], path: Path) -> None:
     """Train-vs-eval gap per run: proxy estimates against real bytes and rounding."""
     lines = [
         "| curve | setting | real bpp | est. bpp (rounding) | est. bpp (proxy) "
         "| PSNR rounding | PSNR proxy |",
         "|---|---|---|---|---|---|---|",
     ]
+    nan = np.full(1000, np.nan)
     for c in curves:
-        r = c["results"]
-        for i, setting in enumerate(c["settings"]):
-            cells = [r["bpp"][i], r["est_bpp"][i], r.get("proxy_bpp", [float("nan")] * 99)[i]]
-            cells += [r["psnr-rgb"][i], r.get("proxy_psnr", [float("nan")] * 99)[i]]
+        for i, setting in enumerate(c.settings):
+            rates = [c.bpp[i], c.extra.get("est_bpp", nan)[i], c.extra.get("proxy_bpp", nan)[i]]
+            psnrs = [c.get("psnr")[i], c.extra.get("proxy_psnr", nan)[i]]
             lines.append(
-                f"| {c['name']} | {setting} | "
-                + " | ".join(f"{v:.4f}" for v in cells[:3])
+                f"| {c.name} | {setting} | "
+                + " | ".join(f"{v:.4f}" for v in rates)
                 + " | "
-                + " | ".join(f"{v:.2f}" for v in cells[3:])
+                + " | ".join(f"{v:.2f}" for v in psnrs)
                 + " |"
             )
     path.write_text("\n".join(lines) + "\n")

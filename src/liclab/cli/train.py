@@ -1,30 +1,64 @@
-"""``liclab-train``: train a codec from the Hydra config (see ``configs/train.yaml``)."""
+"""``liclab-train``: train a codec from the Hydra config (``configs/train/train.yaml``), then,
+with ``eval.data`` set, compress those images with it and draw the RD report."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from liclab import LiclabError
-from liclab.cli import config_dir
+from liclab.configs import search_path
 
 log = logging.getLogger("liclab")
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def run(cfg: DictConfig) -> dict:
+    """Train, then evaluate the best checkpoint on ``cfg.eval.data`` (train → checkpoint →
+    codec → evaluate → curve → report); returns the training result."""
+    from liclab.train import train
+
+    result = train(cfg)
+    if cfg.eval.get("data") is not None and "best" in result:
+        result["report"] = evaluate_trained(cfg, result)
+    return result
+
+
+def evaluate_trained(cfg: DictConfig, result: dict) -> dict:
+    """The run's RD point on ``cfg.eval.data`` against ``cfg.eval.anchors``, in
+    ``<run>/eval/``."""
+    from liclab import evaluate
+    from liclab.datasets import resolve_images
+
+    # "val" stands for the run's own held-out validation images (full size).
+    specs = cfg.eval.data if OmegaConf.is_list(cfg.eval.data) else [cfg.eval.data]
+    specs = [result["val_images"] if s == "val" else s for s in specs]
+    images = resolve_images(specs)[: cfg.eval.get("limit") or None]
+    out = Path(result["run_dir"]) / "eval"
+    log.info(
+        "evaluating %s on %d images (%s) -> %s", result["best"], len(images), images[0].parent, out
+    )
+    runs = evaluate.checkpoint_curves([Path(result["best"])], images, out, cfg.task_name)
+    log.info("RD point: %s", evaluate.summary(runs[0]))
+    report = evaluate.compare(runs, images, cfg.eval.anchors, out, cache_dir=cfg.eval.cache_dir)
+    log.info("RD plots and BD table: %s", out)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=search_path("train"), config_name="train")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from liclab.train import train
+    from liclab.lit import quiet_lightning
 
-    _log_once()
+    quiet_lightning()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        train(cfg)
+        run(cfg)
     except LiclabError as exc:
         print(f"liclab: {exc}", file=sys.stderr)
         if not multirun:
@@ -34,17 +68,6 @@ def _main(cfg: DictConfig) -> None:
             raise
         # One failing λ must not take the rest of a sweep down with it.
         log.exception("liclab: run %s failed; the sweep goes on", HydraConfig.get().job.num)
-
-
-def _log_once() -> None:
-    """Lightning adds its own stderr handlers on import; Hydra's (console + train.log) suffice."""
-    import lightning  # noqa: F401  (import first so that its handlers exist)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        logger.propagate = True
 
 
 def main() -> None:

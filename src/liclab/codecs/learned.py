@@ -10,6 +10,9 @@ import torch
 from liclab import LiclabError
 from liclab.bitstream import Bitstream, pack, unpack
 from liclab.checkpoint import load_model, model_hash
+from liclab.images import to_tensor, to_uint8
+from liclab.losses import bpp_terms
+from liclab.metrics import psnr_batch
 
 
 class LearnedCodec:
@@ -66,12 +69,8 @@ class LearnedCodec:
         fast = "" if self.model.exact_synthesis else "-float32-gs"
         return f"{self.model_id}-{self.fingerprint.hex()}{fast}"
 
-    @staticmethod
-    def _to_tensor(image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255.0)
-
     def encode(self, image: np.ndarray) -> bytes:
-        out = self.model.compress(self._to_tensor(image), self.quantizer)
+        out = self.model.compress(to_tensor(image), self.quantizer)
         strings = [s[0] for s in out["strings"]]
         return pack(Bitstream(self.model_id, self.fingerprint, out["size"], out["shape"], strings))
 
@@ -87,35 +86,18 @@ class LearnedCodec:
         return to_uint8(x_hat)
 
     @torch.no_grad()
-    def estimate_bpp(self, image: np.ndarray) -> float:
-        """Entropy-model estimate of the rate under rounding (no header), for comparison."""
-        out = self.model(self._to_tensor(image), self.quantizer)
-        bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
-        return float(bits) / (image.shape[0] * image.shape[1])
-
-    @torch.no_grad()
-    def proxy_metrics(self, image: np.ndarray, seed: int = 0) -> dict[str, float]:
-        """Estimated bpp and PSNR under the training proxy (seeded), for the train-vs-eval
-        gap: what the training loss saw, against the real bytes and rounding."""
-        if self.quantizer is None:
-            return {}
-        x = self._to_tensor(image)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            out = self.model(x, self.quantizer.train())
-        self.quantizer.eval()
-        bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
-        x8 = out["x_hat"].clamp(0, 1).mul(255).round().div(255)
-        return {
-            "proxy_bpp": float(bits) / (image.shape[0] * image.shape[1]),
-            "proxy_psnr": _psnr(x8, x),
-        }
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1.0 / torch.mean((a - b) ** 2).clamp_min(1e-12)))
-
-
-def to_uint8(x_hat: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) float in [0, 1] → (H, W, 3) uint8, rounding to nearest."""
-    return x_hat[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    def details(self, image: np.ndarray, data: bytes) -> dict[str, float]:
+        """The entropy model's estimate of the rate under rounding (``est_bpp``: no header,
+        no coder overhead) and, when the codec has a training proxy, the estimated rate and
+        PSNR under it (``proxy_bpp``, ``proxy_psnr``, seeded): what the training loss saw,
+        for the train-vs-eval gap."""
+        x = to_tensor(image)
+        out = {"est_bpp": float(bpp_terms(self.model(x, self.quantizer)["likelihoods"], x)["bpp"])}
+        if self.quantizer is not None:
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                proxy = self.model(x, self.quantizer.train())
+            self.quantizer.eval()
+            out["proxy_bpp"] = float(bpp_terms(proxy["likelihoods"], x)["bpp"])
+            out["proxy_psnr"] = float(psnr_batch(proxy["x_hat"], x)[0])
+        return out
