@@ -18,7 +18,7 @@ def test_sweep_report(image_folder, tmp_path):
         [("noise", 0.005), ("noise", 0.1), ("mixed", 0.005), ("mixed", 0.1)]
     ):
         overrides = tiny_train_overrides(image_folder, sweep / f"{i}_run", steps=30)
-        train(compose(overrides + [f"quantizer={q}", f"loss.lmbda={lmbda}", "module.lr=3e-3"]))
+        train(compose(overrides + [f"quantizer={q}", f"lmbda={lmbda}", "module.lr=3e-3"]))
     (sweep / "9_failed").mkdir()
     (sweep / "9_failed" / "config.yaml").write_text("{}")
     evaluation = tmp_path / "eval"
@@ -32,7 +32,15 @@ def test_sweep_report(image_folder, tmp_path):
     assert set(rows) == {"jpeg", "ScaleHyperprior-Noise-MSE", "ScaleHyperprior-Mixed-MSE"}
     assert rows["ScaleHyperprior-Noise-MSE"]["BD-rate PSNR (%)"] == 0.0  # the baseline
     assert rows["ScaleHyperprior-Mixed-MSE"]["points"] == 2
-    for name in ("rd-psnr.png", "rd-psnr.svg", "bd-rate.md", "bd-rate.csv", "gap.md", "jpeg.json"):
+    files = (
+        "rd-psnr.png",
+        "rd-psnr.svg",
+        "bd-rate.md",
+        "bd-rate.csv",
+        "gap.md",
+        "anchors/jpeg.json",
+    )
+    for name in files:
         assert (out / name).exists(), name
     gap = (out / "gap.md").read_text().splitlines()
     assert len(gap) == 2 + 4  # header + one row per run

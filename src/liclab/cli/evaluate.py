@@ -22,7 +22,7 @@ def run(cfg: DictConfig, codec_name: str | None = None) -> dict:
 
     images = resolve_images(cfg.data)[: cfg.limit or None]
     out = Path(cfg.out)
-    if cfg.codec is not None:
+    if cfg.get("codec") is not None:
         points = cfg.points or ({"lmbda": list(cfg.lmbda)} if cfg.lmbda else None)
         points = points or codec_config(codec_name)[1]
         codecs = evaluate.codecs_at_points(cfg.codec, points)

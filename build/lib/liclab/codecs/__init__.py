@@ -1,0 +1,1 @@
+"""Codecs: learned and traditional, all behind one protocol (:class:`liclab.codecs.base.Codec`)."""

@@ -1,0 +1,372 @@
+"""The one evaluation loop: codecs → per-image records → curves.
+
+Every codec, learned, overfitted or traditional, goes through :func:`evaluate_codecs`, which
+encodes and decodes each image and measures the result with :mod:`liclab.metrics`. Records
+become :class:`~liclab.curve.Curve` points; :func:`liclab.rd.report` draws and compares them.
+
+    trained checkpoints ─ find_checkpoints ─ checkpoint_curves ─┐
+    a codec config at its operating points ─── codec_curve ─────┼─▶ curves ─▶ rd.report
+    anchors by name (codec/<name>.yaml) ────── anchor_curves ───┘
+
+Conventions (as CompressAI's ``compressai.utils.bench`` and the papers): bpp counts every byte
+the codec returns, over the original image size; a data set's figure is the mean of per-image
+values (bpp, PSNR, linear MS-SSIM, times); its MS-SSIM in dB is that of the mean linear value.
+
+Results are cached on disk, one small JSON per (codec name, setting, ``codec.version()``,
+SHA-256 of the image file, SHA-256 of ``liclab/metrics.py``), so running a sweep again costs
+only the reading of the files, and an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+import liclab
+from liclab import LiclabError
+from liclab.curve import Curve
+from liclab.images import load_rgb
+from liclab.metrics import bpp, ms_ssim, ms_ssim_db, psnr
+from liclab.progress import progress
+
+MIN_SIZE = 64  # smallest side accepted
+
+
+def evaluate_codec(codec, image_paths, workers=None, cache_dir=None, show=True) -> list[dict]:
+    """Per-image records of one codec on ``image_paths`` (see :func:`evaluate_codecs`)."""
+    return evaluate_codecs([codec], image_paths, workers, cache_dir, show)[0]
+
+
+def evaluate_codecs(
+    codecs: Sequence,
+    image_paths: Sequence[str | os.PathLike],
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    show: bool = True,
+) -> list[list[dict]]:
+    """Encode and decode every image with every codec; one list of records per codec.
+
+    A record holds ``file`` (relative to the images' common folder), ``H``, ``W``,
+    ``bytes``, ``bpp``, ``psnr``, ``ms_ssim`` and ``ms_ssim_db`` (``None`` for sides under
+    161 px), ``encoding_time``, ``decoding_time`` (seconds), ``notes`` (conversions applied on
+    loading), and whatever figures the codec reports about the encode through an optional
+    ``codec.details(image, data) -> dict`` (learned codecs: the entropy estimate ``est_bpp``
+    and the training proxy's ``proxy_bpp`` / ``proxy_psnr``; overfitted codecs: bytes per part).
+
+    Images that cannot be used (unreadable, under 64 px, ...) are reported on stderr, one line
+    each, and left out. A codec whose decoded shape differs from the input's is an error.
+
+    Args:
+        codecs: objects following :class:`liclab.codecs.base.Codec`.
+        image_paths: the image files.
+        workers: processes to run in (default: the available cores). With more than one, the
+            codecs are pickled to spawned processes, each running torch on one thread (call
+            from under ``if __name__ == "__main__":`` in a script).
+        cache_dir: where to keep per-image results (``None``: no cache).
+        show: report progress on stderr.
+    """
+    images = _check_images(image_paths)
+    results: list[list[dict | None]] = [[None] * len(images) for _ in codecs]
+    todo = []
+    for i, codec in enumerate(codecs):
+        version = codec.version()
+        for j, (path, file, digest) in enumerate(images):
+            cache = _cache_path(cache_dir, codec, version, digest)
+            if cache is not None and cache.exists():
+                results[i][j] = {**json.loads(cache.read_text()), "file": file}
+            else:
+                todo.append((i, j, path, file, cache))
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    workers = max(1, min(workers, len(todo)))
+    jobs = ((codecs[i], path, file) for i, _, path, file, _ in todo)
+    what = f"{codecs[0].name}" + (f" ({len(codecs)} settings)" if len(codecs) > 1 else "")
+    with progress(len(todo), f"evaluating {what}", "encodes", enabled=show) as advance:
+        if workers == 1:
+            _collect((_run_one(*job) for job in jobs), todo, results, advance)
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the parent may hold torch's thread pool, which fork breaks.
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(workers, ctx, initializer=_init_worker) as pool:
+                _collect(pool.map(_run_one_packed, jobs), todo, results, advance)
+    return results
+
+
+def codec_curve(
+    codecs: Sequence,
+    images,
+    name: str | None = None,
+    workers=None,
+    cache_dir=None,
+    show: bool = True,
+) -> tuple[Curve, list[list[dict]]]:
+    """One curve from codec objects, one point per object (operating point); returns the
+    curve and the per-image records of each point."""
+    per_codec = evaluate_codecs(codecs, images, workers, cache_dir, show)
+    points = [
+        Curve.from_records(
+            codec.name, records, codec.setting, codec.version(), versions(codec.version())
+        )
+        for codec, records in zip(codecs, per_codec, strict=True)
+    ]
+    return Curve.join(points, name or codecs[0].name), per_codec
+
+
+def codecs_at_points(codec_cfg, points) -> list:
+    """One codec object per operating point: ``codec_cfg`` (``_target_`` and fixed
+    arguments) instantiated with each value of ``points`` (``{argument: [values]}``)."""
+    from hydra.utils import instantiate
+
+    if len(points) != 1:
+        raise LiclabError(f"operating points must vary one argument, got {list(points)}")
+    ((arg, values),) = points.items()
+    return [instantiate(codec_cfg, **{arg: v}) for v in values]
+
+
+def anchor_curves(
+    names: Sequence[str], images, out: Path | None = None, cache_dir=None, workers=None
+) -> list[Curve]:
+    """The curves of anchor codecs named by their configs (``codec/<name>.yaml`` at the
+    operating points of ``codec/points/<name>.yaml``) on ``images``; saved in ``out``."""
+    from liclab.configs import codec_config
+
+    curves = []
+    for name in names:
+        codec_cfg, points = codec_config(name)
+        codecs = codecs_at_points(codec_cfg, points)
+        curve, per_codec = codec_curve(codecs, images, name, workers, cache_dir)
+        if out is not None:
+            pairs = zip(codecs, per_codec, strict=True)
+            save(curve, [{"setting": c.setting, "images": r} for c, r in pairs], out)
+        curves.append(curve)
+    return curves
+
+
+def compare(
+    runs: Sequence[Curve],
+    images,
+    anchors: Sequence[str],
+    out: Path,
+    baseline: str | None = None,
+    cache_dir=None,
+    method: str = "pchip",
+    max_bpp: float | None = None,
+) -> dict:
+    """Evaluate the ``anchors`` on the same ``images`` (saved in ``out/anchors``), then
+    :func:`liclab.rd.report` of ``runs`` against them in ``out``; BD against ``baseline``
+    (default the first anchor, or the first run)."""
+    from liclab.rd import report
+
+    references = anchor_curves(anchors, images, Path(out) / "anchors", cache_dir)
+    base = baseline or (anchors[0] if anchors else runs[0].name)
+    title = f"{len(images)} images"
+    return report(runs, references, base, out, method, title, max_bpp)
+
+
+def find_checkpoints(spec, which: str = "best") -> list[Path]:
+    """Checkpoint files named by ``spec``: files, or directories searched for run folders.
+
+    A run folder is one with ``checkpoints/``; it contributes its ``best.ckpt`` (or
+    ``last.ckpt`` when ``which=last`` or when it has no best). A run without a checkpoint,
+    e.g. a failed λ of a sweep, is reported and skipped.
+    """
+    specs = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    found: list[Path] = []
+    for item in map(Path, specs):
+        if item.is_file():
+            found.append(item)
+            continue
+        if not item.is_dir():
+            raise LiclabError(f"{item}: no such checkpoint or run directory")
+        runs = sorted({p.parent for p in item.rglob("config.yaml") if p.parent.name != ".hydra"})
+        for run in runs:
+            ckpts = run / "checkpoints"
+            order = [f"{which}.ckpt", "last.ckpt"]
+            pick = next((ckpts / n for n in order if (ckpts / n).is_file()), None)
+            if pick is None:
+                print(f"liclab: {run}: no checkpoint (failed run?), skipped", file=sys.stderr)
+            else:
+                found.append(pick)
+    if not found:
+        raise LiclabError(f"{', '.join(map(str, specs))}: no checkpoints found")
+    return found
+
+
+def curve_key(config: dict) -> str:
+    """Runs differing only in λ form one curve: model / quantizer / loss class names."""
+    parts = [config[g]["_target_"].rsplit(".", 1)[-1] for g in ("model", "quantizer", "loss")]
+    return "-".join(parts)
+
+
+def checkpoint_curves(
+    ckpts: Sequence[Path], images, out: Path | None = None, name=None, exact_synthesis=True
+) -> list[Curve]:
+    """Evaluate trained checkpoints: one curve per model / quantizer / loss (λ varies along
+    it), or one curve named ``name``; saved in ``out``. Unloadable checkpoints are skipped
+    with a line each."""
+    from liclab.codecs.learned import LearnedCodec
+
+    groups: dict[str, list] = defaultdict(list)
+    for i, ckpt in enumerate(ckpts):
+        try:
+            codec = LearnedCodec.from_checkpoint(ckpt, exact_synthesis=exact_synthesis)
+        except LiclabError as exc:
+            print(f"liclab: {exc} (skipped)", file=sys.stderr)
+            continue
+        key = name or curve_key(codec.config)
+        print(f"[{i + 1}/{len(ckpts)}] {key} {codec.setting}: {ckpt}", file=sys.stderr)
+        records = evaluate_codec(codec, images, workers=1)
+        point = Curve.from_records(
+            key, records, codec.setting, str(ckpt), versions(codec.version())
+        )
+        groups[key].append(
+            (point, {"setting": codec.setting, "ckpt": str(ckpt), "images": records})
+        )
+    if not groups:
+        raise LiclabError("no checkpoint could be evaluated")
+    curves = []
+    for key, items in groups.items():
+        curve = Curve.join([p for p, _ in items], key, description="liclab-eval")
+        if out is not None:
+            save(curve, [r for _, r in items], out)
+        curves.append(curve)
+    return curves
+
+
+def save(curve: Curve, records: list[dict], out: Path) -> Path:
+    """Write ``<out>/<name>.json`` (the curve) and ``<out>/<name>_images.json`` (per point:
+    its setting and per-image records); returns the curve's path."""
+    out = Path(out)
+    path = curve.save(out / f"{curve.name}.json")
+    (out / f"{curve.name}_images.json").write_text(json.dumps(records, indent=1))
+    return path
+
+
+def summary(curve: Curve) -> str:
+    """One line per point: setting, bpp (and estimate), PSNR, MS-SSIM."""
+    lines = []
+    for i, setting in enumerate(curve.settings):
+        est = curve.extra.get("est_bpp")
+        line = f"{curve.name} {setting}: {curve.bpp[i]:.4f} bpp"
+        line += f" (estimate {est[i]:.4f})" if est is not None else ""
+        line += f", {curve.get('psnr')[i]:.2f} dB"
+        if curve.get("ms_ssim") is not None:
+            line += f", MS-SSIM {curve.get('ms_ssim')[i]:.4f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def versions(codec_version: str | None = None) -> dict:
+    """Versions of liclab, torch, CompressAI and the codec, read without importing them."""
+    out = {"liclab": liclab.__version__}
+    for dist in ("torch", "compressai"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    out["codec"] = codec_version
+    return out
+
+
+def _check_images(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str, str]]:
+    """Readable images as (path, name relative to their common folder, SHA-256 of the file)."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise LiclabError("no images to evaluate")
+    root = Path(os.path.commonpath([p.resolve().parent for p in paths]))
+    out = []
+    for path in paths:
+        try:
+            load_rgb(path, min_size=MIN_SIZE)
+        except LiclabError as exc:
+            print(f"liclab: {exc} (skipped)", file=sys.stderr)
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        out.append((path, path.resolve().relative_to(root).as_posix(), digest))
+    if not out:
+        raise LiclabError(f"{root}: none of the {len(paths)} images could be used")
+    return out
+
+
+def _cache_path(cache_dir, codec, version: str, digest: str) -> Path | None:
+    if cache_dir is None:
+        return None
+    key = json.dumps([codec.name, codec.setting, version, digest, _metrics_digest()])
+    name = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return Path(cache_dir) / codec.name / f"{name}.json"
+
+
+@functools.cache
+def _metrics_digest() -> str:
+    """Changes when :mod:`liclab.metrics` does, so cached records follow its definitions."""
+    from liclab import metrics
+
+    return hashlib.sha256(Path(metrics.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _run_one(codec, path: Path, file: str) -> dict:
+    image, notes = load_rgb(path, min_size=MIN_SIZE)
+    t0 = time.perf_counter()
+    data = codec.encode(image)
+    t1 = time.perf_counter()
+    decoded = codec.decode(data)
+    t2 = time.perf_counter()
+    if decoded.shape != image.shape or decoded.dtype != np.uint8:
+        raise LiclabError(
+            f"{codec.name} ({codec.setting}): decoded {file} to {decoded.shape} {decoded.dtype}, "
+            f"expected {image.shape} uint8"
+        )
+    h, w = image.shape[:2]
+    ssim = ms_ssim(image, decoded)
+    record = {
+        "file": file,
+        "H": h,
+        "W": w,
+        "bytes": len(data),
+        "bpp": bpp(len(data), h, w),
+        "psnr": psnr(image, decoded),
+        "ms_ssim": ssim,
+        "ms_ssim_db": None if ssim is None else ms_ssim_db(ssim),
+        "encoding_time": t1 - t0,
+        "decoding_time": t2 - t1,
+        "notes": notes,
+    }
+    if hasattr(codec, "details"):
+        record.update(codec.details(image, data))
+    return record
+
+
+def _run_one_packed(job) -> dict:
+    return _run_one(*job)
+
+
+def _init_worker() -> None:
+    # One process per core already: keep torch (MS-SSIM, learned codecs) to one thread.
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    else:
+        os.environ["OMP_NUM_THREADS"] = "1"  # read when torch is imported
+
+
+def _collect(outputs, todo, results, advance) -> None:
+    for (i, j, _, _, cache), record in zip(todo, outputs, strict=True):
+        results[i][j] = record
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(record))
+            tmp.replace(cache)
+        advance()

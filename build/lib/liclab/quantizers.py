@@ -1,0 +1,188 @@
+"""Quantization proxies: objects the models call, never flags they branch on.
+
+A model hands every latent to its quantizer as ``q(x, offset)`` and gets back two tensors:
+
+* ``x_rate`` — what the entropy model scores (the likelihood / rate term),
+* ``x_dec``  — what the synthesis transform (or the hyper-synthesis) receives.
+
+``offset`` is the value rounding is centred on: the predicted mean where the model has one,
+the entropy bottleneck's median for factorized latents, else ``None`` (zero).
+
+In ``eval()`` mode every proxy is true rounding, ``round(x - c) + c`` for both outputs, with
+``c = coding_offset(x, offset)``: the offset itself, or for universal quantization the offset
+plus a dither both sides derive from a seed. Models code with the same ``coding_offset``, so
+``compress``/``decompress`` reproduce the eval ``forward`` exactly and evaluation never sees
+the training proxy, whichever one was configured.
+
+Training hooks: :meth:`Quantizer.on_train_step` is called by the LightningModule before each
+step (soft rounding anneals its α there).
+
+CompressAI has the noise and ``quantize_ste`` primitives but no proxy objects; these are
+written here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def round_offset(x: Tensor, offset: Tensor | None) -> Tensor:
+    """``round(x - offset) + offset``: the decoder's reconstruction of a coded latent."""
+    if offset is None:
+        return torch.round(x)
+    return torch.round(x - offset) + offset
+
+
+def ste_round(x: Tensor, offset: Tensor | None = None) -> Tensor:
+    """Rounding in the forward pass, identity gradient in the backward pass."""
+    return x + (round_offset(x, offset) - x).detach()
+
+
+def add_noise(x: Tensor) -> Tensor:
+    """Additive uniform noise U(-1/2, 1/2), the continuous relaxation of Ballé et al. 2017."""
+    return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+
+
+class Quantizer(nn.Module):
+    """Base class: true rounding in eval mode; subclasses define :meth:`proxy` for training."""
+
+    def forward(self, x: Tensor, offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        # Latents stay float32 under bf16 autocast: bf16 steps are 0.25 at |y| ≈ 50.
+        x = x.float()
+        if offset is not None:
+            # The offset is a prediction of the model, not a quantity to optimise through
+            # the rounding (and bottleneck medians are trained only by the aux loss).
+            offset = offset.detach().float()
+        if not self.training:
+            x_hat = round_offset(x, self.coding_offset(x, offset))
+            return x_hat, x_hat
+        return self.proxy(x, offset)
+
+    def coding_offset(self, x: Tensor, offset: Tensor | None) -> Tensor | None:
+        """The value rounding is centred on when coding ``x`` (shape and device of ``x``)."""
+        return offset
+
+    def on_train_step(self, step: int, max_steps: int) -> None:
+        """Called before every training step with the global step and the run's length."""
+
+    def proxy(self, x: Tensor, offset: Tensor | None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+class Round(Quantizer):
+    """Hard rounding everywhere (zero gradient); the default when no quantizer is passed."""
+
+    def proxy(self, x, offset):
+        x_hat = round_offset(x, offset)
+        return x_hat, x_hat
+
+
+class Noise(Quantizer):
+    """Uniform noise for both the rate term and the decoder input (Ballé et al. 2017,
+    arXiv:1611.01704)."""
+
+    def proxy(self, x, offset):
+        x_tilde = add_noise(x)
+        return x_tilde, x_tilde
+
+
+class STE(Quantizer):
+    """Straight-through rounding ``round(x - μ) + μ`` for the rate and the decoder input
+    (Theis et al. 2017, arXiv:1703.00395; centred on μ as in Minnen & Singh 2020)."""
+
+    def proxy(self, x, offset):
+        x_hat = ste_round(x, offset)
+        return x_hat, x_hat
+
+
+class Mixed(Quantizer):
+    """Noise for the rate term, straight-through rounding for the decoder (Minnen & Singh
+    2020, arXiv:2007.08739): the entropy model trains on a smooth density while the synthesis
+    learns to decode the integers it will see at test time."""
+
+    def proxy(self, x, offset):
+        return add_noise(x), ste_round(x, offset)
+
+
+class Universal(Quantizer):
+    """Universal quantization (Agustsson & Theis 2020, arXiv:2006.09952).
+
+    Encoder and decoder share a dither u ~ U(−½, ½), drawn from a generator seeded by
+    ``seed`` and the latent's shape, so it travels in no bitstream. The encoder transmits
+    k = round(y − μ − u); the decoder reconstructs ŷ = k + μ + u. Since ŷ − y is then
+    uniform and independent of y, training with a fresh random dither (straight-through
+    gradient) and the noise-convolved density for the rate has no train/test mismatch.
+
+    Args:
+        seed: the shared dither seed (part of the codec: a decoder needs the same one).
+    """
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.seed = seed
+
+    def coding_offset(self, x, offset):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + hash(tuple(x.shape[1:])) % 2**31)
+        u = (torch.rand(x.shape[1:], generator=g) - 0.5).to(x.device, x.dtype).expand_as(x)
+        return u if offset is None else offset + u
+
+    def proxy(self, x, offset):
+        u = torch.empty_like(x).uniform_(-0.5, 0.5)
+        c = u if offset is None else offset + u
+        x_hat = x + (round_offset(x, c) - x).detach()
+        return x_hat, x_hat
+
+
+def soft_round(x: Tensor, alpha: float) -> Tensor:
+    """s_α(x) = ⌊x⌋ + ½ · tanh(α r) / tanh(α/2) + ½ with r = x − ⌊x⌋ − ½ (Agustsson & Theis
+    2020): the identity as α → 0, rounding as α → ∞, differentiable in between."""
+    if alpha < 1e-3:
+        return x
+    m = torch.floor(x) + 0.5
+    r = x - m
+    return m + 0.5 * torch.tanh(alpha * r) / math.tanh(alpha / 2)
+
+
+class SoftRound(Quantizer):
+    """Soft rounding s_α around μ for the decoder input, with α annealed linearly from
+    ``alpha_start`` to ``alpha_end`` over ``anneal_steps`` training steps (Agustsson & Theis
+    2020, arXiv:2006.09952).
+
+    Args:
+        alpha_start, alpha_end: the α schedule's ends.
+        anneal_steps: steps to reach ``alpha_end`` (None: the whole run, ``max_steps``).
+        rate: ``"noise"`` scores y + u for the rate (the combination Tsubota & Aizawa 2023
+            found robust), ``"soft"`` scores s_α(y − μ) + μ + u.
+
+    Deviation from the paper: the decoder receives s_α(y − μ) + μ directly, not the paper's
+    conditional-mean estimate r_α(s_α(y) + u); the rate uses the noise-convolved density of
+    the entropy model, not the density of s_α(y) + u.
+    """
+
+    def __init__(
+        self,
+        alpha_start: float = 1.0,
+        alpha_end: float = 16.0,
+        anneal_steps: int | None = None,
+        rate: str = "noise",
+    ):
+        super().__init__()
+        if rate not in ("noise", "soft"):
+            raise ValueError(f"rate must be 'noise' or 'soft', not {rate!r}")
+        self.alpha_start, self.alpha_end, self.anneal_steps = alpha_start, alpha_end, anneal_steps
+        self.rate = rate
+        self.alpha = alpha_start
+
+    def on_train_step(self, step, max_steps):
+        span = self.anneal_steps or max_steps
+        t = min(1.0, step / max(1, span)) if span and span > 0 else 1.0
+        self.alpha = self.alpha_start + t * (self.alpha_end - self.alpha_start)
+
+    def proxy(self, x, offset):
+        off = 0.0 if offset is None else offset
+        x_soft = soft_round(x - off, self.alpha) + off
+        x_rate = add_noise(x) if self.rate == "noise" else add_noise(x_soft)
+        return x_rate, x_soft
