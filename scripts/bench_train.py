@@ -105,7 +105,7 @@ def run_liclab(args, dm, compiled: bool = False) -> float:
     return len(timer.times) / sum(timer.times)
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--N", type=int, default=128)
     p.add_argument("--M", type=int, default=192)
@@ -115,9 +115,17 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--data", default="skimage", help="data spec (folder, skimage, kodak …)")
-    p.add_argument("--out", default="/tmp/liclab-bench")
+    p.add_argument("--out", default=None, help="run folder (default: a temporary one)")
     p.add_argument("--compile", action="store_true", help="also time liclab with compile=true")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = parser().parse_args()
+    if args.out is None:
+        import tempfile
+
+        args.out = tempfile.mkdtemp(prefix="liclab-bench-")
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

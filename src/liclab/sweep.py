@@ -101,11 +101,10 @@ class SweepReport(Callback):
         log.info("sweep report: %s", ", ".join(str(p) for p in result["files"]))
 
 
-def main(argv=None) -> int:
-    """``python -m liclab.sweep SWEEP_DIR``: the end-of-sweep report, drawn again."""
+def parser():
+    """The arguments of ``python -m liclab.sweep``."""
     import argparse
     import os
-    import sys
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("sweep_dir", type=Path)
@@ -121,7 +120,14 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--cache-dir", default=os.path.join(os.environ.get("LIC_CACHE", ".cache/liclab"), "results")
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """``python -m liclab.sweep SWEEP_DIR``: the end-of-sweep report, drawn again."""
+    import sys
+
+    args = parser().parse_args(argv)
     try:
         result = report_sweep(
             args.sweep_dir, args.data, args.anchors, args.baseline, None, args.limit, args.cache_dir

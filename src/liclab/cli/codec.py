@@ -54,26 +54,34 @@ def decompress_file(path: str | Path, out: str | Path, ckpt: str) -> dict:
     return {"file": str(out), "height": arr.shape[0], "width": arr.shape[1]}
 
 
-@user_errors
-def compress_main(argv=None) -> None:
+def compress_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liclab-compress", description="Encode an image to .lic")
     p.add_argument("image")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--ckpt", required=True)
-    args = p.parse_args(argv)
+    return p
+
+
+@user_errors
+def compress_main(argv=None) -> None:
+    args = compress_parser().parse_args(argv)
     info = compress_file(args.image, args.output, args.ckpt)
     for note in info["notes"]:
         print(f"liclab: {Path(args.image).name}: {note}", file=sys.stderr)
     print(f"{info['file']}: {info['bytes']} bytes, {info['bpp']:.4f} bpp")
 
 
-@user_errors
-def decompress_main(argv=None) -> None:
+def decompress_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liclab-decompress", description="Decode a .lic file")
     p.add_argument("bitstream")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--ckpt", required=True)
-    args = p.parse_args(argv)
+    return p
+
+
+@user_errors
+def decompress_main(argv=None) -> None:
+    args = decompress_parser().parse_args(argv)
     info = decompress_file(args.bitstream, args.output, args.ckpt)
     print(f"{info['file']}: {info['width']}x{info['height']}")
 
@@ -120,8 +128,7 @@ def verify(image: str, ckpt: str, threads: tuple[int, ...] = (1, 3)) -> dict:
     return report
 
 
-@user_errors
-def verify_main(argv=None) -> None:
+def verify_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="liclab-verify",
         description="Check that decoding is bit-identical across processes, thread counts "
@@ -130,7 +137,12 @@ def verify_main(argv=None) -> None:
     p.add_argument("image")
     p.add_argument("--ckpt", required=True)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 3])
-    args = p.parse_args(argv)
+    return p
+
+
+@user_errors
+def verify_main(argv=None) -> None:
+    args = verify_parser().parse_args(argv)
     report = verify(args.image, args.ckpt, tuple(args.threads))
     print(json.dumps(report, indent=2))
     if not report["identical"]:
