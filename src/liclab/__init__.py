@@ -4,7 +4,14 @@ Heavy imports (torch, CompressAI, Lightning) happen in the submodules that need 
 ``import liclab`` stays cheap.
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# Warnings that liclab's own use of its dependencies causes, not the user's code: CompressAI's
+# modules call torch.jit.script at import; Lightning's pytree helper builds a LeafSpec.
+for _message in (r".*torch\.jit\.script.* is deprecated", r".*isinstance\(treespec, LeafSpec\)"):
+    warnings.filterwarnings("ignore", message=_message, category=FutureWarning)
 
 
 class LiclabError(Exception):

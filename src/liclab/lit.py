@@ -178,7 +178,7 @@ def _figures(metrics: dict, stage: str) -> str:
 
 def quiet_lightning() -> None:
     """Lightning's log lines through Hydra's handlers only (Lightning adds its own on import,
-    which doubles every line), and without its advertisements."""
+    which doubles every line), without its advertisements and its notes on its own defaults."""
     import lightning  # noqa: F401  (import first so that its handlers exist)
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -186,8 +186,24 @@ def quiet_lightning() -> None:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
         logger.propagate = True
-        logger.addFilter(_no_tips)
+    # filters act where a record is logged, not on the loggers it propagates through
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    ):
+        logging.getLogger(name).addFilter(_not_for_users)
 
 
-def _no_tips(record: logging.LogRecord) -> bool:
-    return "💡 Tip" not in record.getMessage() and "litmodels" not in record.getMessage()
+def _not_for_users(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(s in message for s in ("💡 Tip", "`weights_only` was not set"))
+
+
+def wandb_logger(**kwargs):
+    """Lightning's ``WandbLogger``, less the ``anonymous=None`` it always passes to
+    ``wandb.init``, which wandb ≥ 0.19 answers with a warning on every run."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(**kwargs)
+    logger._wandb_init.pop("anonymous", None)
+    return logger
