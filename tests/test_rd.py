@@ -11,7 +11,7 @@ import pytest
 
 from liclab import LiclabError
 from liclab.curve import Curve, load_curves
-from liclab.rd import bd_quality, bd_rate, find_curve, report
+from liclab.rd import bd_quality, bd_rate, bd_table, find_curve, report
 
 # From CompressAI's published Kodak files: jpeg2000.json lists its points by falling rate;
 # paper-elic2022_ms-ssim.json has MS-SSIM in dB only; paper-mbt2018.json has PSNR only.
@@ -68,21 +68,6 @@ def test_pchip_and_cubic_differ_only_in_interpolation():
         bd_rate(r[:3], a[:3], r[:3], b[:3], "cubic")
 
 
-def test_published_files_are_normalised():
-    j2k = Curve.from_json(JPEG2000, "jpeg2000.json")
-    assert np.all(np.diff(j2k.bpp) > 0) and j2k.get("psnr")[0] == pytest.approx(32.0897400948)
-    assert j2k.get("ms_ssim_db")[-1] == pytest.approx(-10 * math.log10(1 - 0.9915901000301043))
-    elic = Curve.from_json(ELIC_MS_SSIM)
-    assert elic.get("psnr") is None and elic.get("ms_ssim")[0] == pytest.approx(1 - 10**-1.1593)
-    mbt = Curve.from_json(MBT2018)
-    assert mbt.get("psnr").tolist() == MBT2018["results"]["psnr"]
-    assert mbt.get("ms_ssim") is None
-    with pytest.raises(LiclabError, match="x.json: not an RD result file"):
-        Curve.from_json({"name": "x"}, "x.json")
-    with pytest.raises(LiclabError, match=r"y.json: results\['psnr-rgb'\] is not a list"):
-        Curve.from_json({"results": {"bpp": [1, 2], "psnr-rgb": [30]}}, "y.json")
-
-
 def test_report_writes_plots_and_tables(tmp_path, capsys):
     runs = [Curve("ours", 0.9 * RATE, {"psnr": PSNR, "ms_ssim_db": PSNR / 2})]
     references = [
@@ -107,13 +92,25 @@ def test_report_writes_plots_and_tables(tmp_path, capsys):
         find_curve(runs + references, "vtm")
 
 
-def test_folders_load_result_files_only_and_twins_get_their_file_names(tmp_path):
+def test_baseline_lookup_by_file_name_or_stem(tmp_path):
     for stem in ("a_cpu", "a_cuda"):
         (tmp_path / f"{stem}.json").write_text(json.dumps(MBT2018))
-    (tmp_path / "config.json").write_text(json.dumps({"lr": 1}))
     curves = load_curves([tmp_path])
-    assert [c.name for c in curves] == ["official mbt2018 (a_cpu)", "official mbt2018 (a_cuda)"]
     assert find_curve(curves, "a_cuda") is curves[1]
     assert find_curve(curves, str(tmp_path / "a_cpu.json")) is curves[0]
     with pytest.raises(LiclabError, match="baseline 'official mbt2018': 2 curves"):
         find_curve([Curve.from_json(MBT2018), Curve.from_json(MBT2018)], "official mbt2018")
+
+
+def test_bd_of_a_lower_is_better_metric_says_better_with_the_usual_signs(monkeypatch):
+    from liclab import metrics
+
+    monkeypatch.setitem(
+        metrics.METRICS, "dist", metrics.Metric("dist", "dist", (), "Dist", "Dist", False)
+    )
+    dist = np.linspace(0.5, 0.1, len(RATE))  # falls as the rate rises
+    anchor = Curve("a", RATE, {"dist": dist})
+    better = Curve("b", 0.8 * RATE, {"dist": dist})  # the same distances for 20 % fewer bits
+    (row,) = bd_table([better], anchor, metrics=["dist"])
+    assert row["BD-rate Dist (%)"] == pytest.approx(-20.0, abs=1e-6)
+    assert row["BD-Dist"] > 0  # positive: better, though the distance itself is smaller

@@ -64,6 +64,7 @@ class Curve:
     def __post_init__(self):
         self.bpp = np.asarray(self.bpp, dtype=np.float64)
         self.metrics = {k: np.asarray(v, dtype=np.float64) for k, v in self.metrics.items()}
+        self.extra = {k: np.asarray(v, dtype=np.float64) for k, v in self.extra.items()}
         _derive_ms_ssim(self.metrics)
         if not self.settings:
             self.settings = [None] * len(self.bpp)
@@ -99,7 +100,7 @@ class Curve:
             name,
             figures.pop("bpp"),
             metrics,
-            {k: np.asarray(v) for k, v in figures.items()},
+            figures,
             [setting],
             description,
             images=[Path(r["file"]).stem for r in records],
