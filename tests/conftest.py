@@ -56,6 +56,7 @@ def tiny_train_overrides(folder: Path, out: Path, model: str = "hyperprior", ste
         "data.num_workers=0",
         "trainer=cpu",
         f"trainer.max_steps={steps}",
+        "trainer.log_every_n_steps=1",
         "+trainer.enable_progress_bar=false",
         "logger=csv",
         f"paths.output_dir={out}",
