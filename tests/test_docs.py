@@ -33,7 +33,8 @@ SKIPPED = ("python -m pytest", "pip install")  # CI runs these itself
 TINY_TRAIN = [
     "model.N=16", "model.M=24", "data.crop_size=64", "data.batch_size=2",
     "data.val_crop_size=64", "data.samples_per_epoch=4", "data.num_workers=0",
-    "trainer.max_steps=2", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1", "logger=csv", "eval.limit=2",
+    "trainer.max_steps=2", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1",
+    "logger=csv", "eval.limit=2",
     "+trainer.enable_progress_bar=false", "callbacks.last.every_n_train_steps=1",
 ]  # fmt: skip
 
