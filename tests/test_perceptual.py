@@ -294,17 +294,18 @@ class _TinyExtractor(torch.nn.Module):
         return self.conv(x.float()).mean((2, 3))
 
 
-def test_fid_of_a_set_against_itself_is_zero_and_matches_sqrtm():
+@pytest.mark.parametrize("n", [300, 12])  # more samples than dimensions, and fewer
+def test_fid_of_a_set_against_itself_is_zero_and_matches_sqrtm(n):
     from scipy.linalg import sqrtm
 
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(300, 16)) @ rng.normal(size=(16, 16))
-    b = rng.normal(size=(200, 16)) * 1.5 + 0.3
+    a = rng.normal(size=(n, 16)) @ rng.normal(size=(16, 16))
+    b = rng.normal(size=(n - 2, 16)) * 1.5 + 0.3
     assert abs(fid(a, a)) < 1e-9 * np.trace(np.cov(a, rowvar=False))
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     mean = ((a.mean(0) - b.mean(0)) ** 2).sum()
     expected = mean + np.trace(s1 + s2 - 2 * sqrtm(s1 @ s2).real)
-    assert fid(a, b) == pytest.approx(expected, rel=1e-9)
+    assert fid(a, b) == pytest.approx(expected, rel=1e-6)
 
 
 def test_mmd2_unbiased_matches_brute_force():
@@ -338,7 +339,7 @@ def test_fid_kid_flags_too_few_patches(caplog):
     a, b = rng.random((40, 64)), rng.random((40, 64)) + 0.05
     with caplog.at_level(logging.WARNING):
         few = fid_kid(a, b)
-    assert not few["fid_reliable"] and few["patches"] == 40 and few["kid_std"] < 1e-12
+    assert not few["fid_reliable"] and few["patches"] == 40 and few["kid_std"] == 0
     assert "report KID" in caplog.text
     assert few["kid"] == pytest.approx(mmd2_unbiased(a, b), rel=1e-12)
     assert fid_kid(a[:, :8], b[:, :8])["fid_reliable"]
