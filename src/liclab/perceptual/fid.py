@@ -69,6 +69,9 @@ class PatchFeatures:
     """Inception pool3 features of an image set's patches, accumulated image by image.
 
     Only the features are kept (2048 float32 per patch: 1.5 MiB for Kodak's 192 patches).
+    On a GPU, PyTorch lets cuDNN run float32 convolutions in TF32 by default (10-bit
+    mantissas), so features differ from a CPU run's; set
+    ``torch.backends.cudnn.allow_tf32 = False`` for figures comparable across machines.
 
     Args:
         device: where the network runs (the GPU when present, by default).

@@ -12,7 +12,10 @@ way this module is written:
   in / out, no half-pixel offset: :func:`resize_bilinear_tf1`), then mapped by (x − 128) / 128.
 
 Parameter names are torchvision's ``Inception3`` names (``Mixed_5b.branch5x5_1.conv.weight``
-…), so torch-fidelity's and pytorch-fid's networks load the same state dict.
+…), so torch-fidelity's and pytorch-fid's networks load the same state dict. Features equal
+torch-fidelity's (a test checks 1e-5; bit-exact here); pytorch-fid resizes with
+``F.interpolate`` (half-pixel centres) instead, so its features differ slightly for inputs
+that are not 299².
 """
 
 from __future__ import annotations
