@@ -4,8 +4,8 @@ Per image: LPIPS (AlexNet), LPIPS (VGG16), DISTS, and the Inception features of 
 8 patches (original and reconstruction: the FID/KID cost per image). Per data set: FID and KID
 from 192 × 2 feature vectors (Kodak's patch count; random vectors, as timing does not depend
 on them). The "reconstruction" is the image through JPEG quality 30. Runs alternate between
-the metrics and each figure is the minimum over repeats (this machine is shared); model loading
-is timed apart.
+the metrics and each figure is the minimum over repeats (this machine is shared), in wall-clock
+and in CPU seconds (summed over threads); the first call, which loads the model, is timed apart.
 
     liclab-weights && LIC_DATA=... python scripts/bench_metrics.py --images 3 --repeats 3
 """
@@ -35,10 +35,11 @@ def _jpeg(image: np.ndarray, quality: int = 30) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def _seconds(fn) -> float:
-    start = time.perf_counter()
+def _seconds(fn) -> tuple[float, float]:
+    """Wall-clock and CPU (all threads) seconds of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -60,21 +61,23 @@ def main() -> None:
     }
     x, y = pairs[0]
     loads = {name: _seconds(lambda f=fn: f(x, y)) for name, fn in per_image.items()}
-    best = dict.fromkeys(per_image, float("inf"))
+    best = dict.fromkeys(per_image, (float("inf"), float("inf")))
     for _ in range(args.repeats):
         for x, y in pairs[: args.images]:
             for name, fn in per_image.items():
-                best[name] = min(best[name], _seconds(lambda f=fn, a=x, b=y: f(a, b)))
+                t = _seconds(lambda f=fn, a=x, b=y: f(a, b))
+                best[name] = tuple(min(u, v) for u, v in zip(best[name], t, strict=True))
     rng = np.random.default_rng(0)
     a, b = rng.random((2, 8 * len(kodak), 2048))
-    seconds = min(_seconds(lambda: fid_kid(a, b)) for _ in range(args.repeats))
+    seconds = min(_seconds(lambda: fid_kid(a, b))[0] for _ in range(args.repeats))
     print(
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"{device}, torch {torch.__version__}, {date.today()}"
+        f"{platform.machine()}, {torch.get_num_threads()} threads, {device}, torch "
+        f"{torch.__version__}, load average {os.getloadavg()[0]:.1f}, {date.today()}"
     )
-    print(f"{'metric':36s} {'s / image':>10s} {'first call (load + run)':>24s}")
+    print(f"{'metric':36s} {'s / image':>10s} {'CPU s / image':>14s} {'first call, s':>14s}")
     for name in per_image:
-        print(f"{name:36s} {best[name]:10.3f} {loads[name]:24.2f}")
+        wall, cpu = best[name]
+        print(f"{name:36s} {wall:10.2f} {cpu:14.2f} {loads[name][0]:14.2f}")
     print(f"FID + KID (100 subsets) of {len(a)} vs {len(b)} features: {seconds:.2f} s")
 
 

@@ -89,7 +89,7 @@ class DISTS(nn.Module):
 
 @functools.cache
 def _cached(device: str, weights_dir: str) -> DISTS:
-    return DISTS.pretrained(weights_dir).to(device)
+    return DISTS.pretrained(weights_dir).to(device, memory_format=torch.channels_last)
 
 
 def dists(

@@ -8,7 +8,7 @@ dropped. Kodak (24 × 768×512) gives 24 × (6 + 2) = 192 patches.
 
 FID (Heusel et al. 2017, arXiv:1706.08500) fits a Gaussian to the 2048-d pool3 features of
 each set; with fewer patches than dimensions the covariances are rank-deficient and FID is
-dominated by that bias, so :func:`fid_kid` flags it and logs a warning: report KID
+unstable and strongly biased, so :func:`fid_kid` flags it and logs a warning: report KID
 (Bińkowski et al. 2018, arXiv:1801.01401), the unbiased estimator of a polynomial-kernel MMD,
 which has no such bias.
 
@@ -62,7 +62,7 @@ def patches(image: np.ndarray, size: int = PATCH) -> np.ndarray:
 def _cached(device: str, weights_dir: str) -> InceptionV3Features:
     model = InceptionV3Features()
     load_into(model, ("inception-2015-12-05.pth",), "FID", weights_dir)
-    return model.eval().to(device)
+    return model.eval().to(device, memory_format=torch.channels_last)
 
 
 class PatchFeatures:
@@ -123,7 +123,7 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
     Σ1 = AᵀA / (P1 − 1) and Σ2 = BᵀB / (P2 − 1), tr (Σ1 Σ2)^½ is the sum of the singular values
     of A Bᵀ / √((P1 − 1)(P2 − 1)) (a P1 × P2 matrix: 192² for Kodak instead of 2048²), or, for
     large sets, the sum of the square roots of the eigenvalues of the symmetric Σ1^½ Σ2 Σ1^½.
-    Both avoid ``sqrtm`` of the non-symmetric Σ1 Σ2, and stay exact when Σ is singular.
+    Both avoid ``sqrtm`` of the non-symmetric Σ1 Σ2 and stay well defined when Σ is singular.
     """
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     a, b = real - real.mean(0), fake - fake.mean(0)
@@ -197,8 +197,8 @@ def fid_kid(
     reliable = n >= dims
     if not reliable:
         log.warning(
-            "liclab: FID on %d patches (< %d feature dimensions) is dominated by estimation "
-            "bias; report KID",
+            "liclab: FID on %d patches is unstable (fewer than its %d feature dimensions: "
+            "rank-deficient covariances); report KID",
             n,
             dims,
         )

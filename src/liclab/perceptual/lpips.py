@@ -72,7 +72,7 @@ def _unit(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 
 @functools.cache
 def _cached(net: str, device: str, weights_dir: str) -> LPIPS:
-    return LPIPS.pretrained(net, weights_dir).to(device)
+    return LPIPS.pretrained(net, weights_dir).to(device, memory_format=torch.channels_last)
 
 
 def lpips(

@@ -138,9 +138,11 @@ def load_torchscript_tensors(data: bytes, source: str) -> ScriptRecord:
 
     def storage(pid):
         kind, dtype, key, _location, numel = pid
+        if kind != "storage" or dtype not in _STORAGE_DTYPES.values():
+            raise LiclabError(f"{source}: unexpected storage record {pid!r}")
         raw = bytearray(archive.read(f"{root}data/{key}"))
         flat = torch.frombuffer(raw, dtype=getattr(torch, dtype)) if raw else torch.empty(0)
-        if kind != "storage" or flat.numel() != numel:
+        if flat.numel() != numel:
             raise LiclabError(f"{source}: storage {key} does not match its record")
         return flat
 
@@ -163,5 +165,12 @@ def load_torchscript_tensors(data: bytes, source: str) -> ScriptRecord:
     with archive.open(f"{root}data.pkl") as f:
         try:
             return _ScriptUnpickler(f, allowed, source, persistent_load=storage).load()
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError) as exc:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            KeyError,
+            RuntimeError,
+        ) as exc:
             raise LiclabError(f"{source}: unreadable TorchScript data.pkl ({exc})") from None
