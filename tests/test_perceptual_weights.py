@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from liclab import LiclabError
-from liclab.perceptual import InceptionV3Features, dists, lpips
+from liclab.perceptual import LPIPS, InceptionV3Features, dists, lpips
 from liclab.perceptual import archives as A
 from liclab.perceptual import weights as W
 from liclab.perceptual.safe_pickle import load_numpy_pickle
@@ -83,6 +83,25 @@ def test_lpips_alexnet_reproduces_pyiqa_calibration(store, calibration):
 def test_dists_reproduces_pyiqa_calibration(store, calibration):
     values = dists(*calibration, device="cpu", weights_dir=store[0])
     np.testing.assert_allclose(values, DISTS, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_equals_torchmetrics_fed_the_same_backbone(store, calibration, net):
+    """No published per-image LPIPS-VGG values exist: compare with an independent
+    implementation (torchmetrics', its own packaged heads) given liclab's converted backbone."""
+    reference = pytest.importorskip("torchmetrics.functional.image.lpips")
+    theirs = reference._LPIPS(pretrained=True, net=net, pnet_rand=True).eval()
+    ours = LPIPS.pretrained(net, store[0])
+    layers = dict(ours.features.named_children())
+    for name, module in theirs.net.named_modules():
+        if isinstance(module, torch.nn.Conv2d):  # named slice<k>.<torchvision index>
+            source = layers[name.split(".")[-1]]
+            module.weight.data.copy_(source.weight)
+            module.bias.data.copy_(source.bias)
+    x, y = (t[..., 128:256, 192:384] for t in calibration)
+    with torch.no_grad():
+        expected = theirs(x, y, normalize=True).flatten()
+        torch.testing.assert_close(ours(x, y), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_flax_archive_carries_the_lpips_release_heads(store):
