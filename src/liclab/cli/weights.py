@@ -20,7 +20,9 @@ from liclab.cli import user_errors
 def main(argv: list[str] | None = None) -> None:
     from liclab.perceptual.weights import METRICS, install, resolve_weights_dir
 
-    parser = argparse.ArgumentParser(prog="liclab-weights", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="liclab-weights", description="Fetch, check and convert the learned metrics' weights."
+    )
     parser.add_argument(
         "--dir", help="the cache (default: $LICLAB_WEIGHTS or ~/.cache/liclab/weights)"
     )
