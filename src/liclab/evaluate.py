@@ -27,6 +27,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -36,15 +37,32 @@ import liclab
 from liclab import LiclabError
 from liclab.curve import Curve
 from liclab.images import load_rgb
-from liclab.metrics import bpp, ms_ssim, ms_ssim_db, psnr
+from liclab.metrics import LEARNED, bpp, learned, ms_ssim, ms_ssim_db, psnr
 from liclab.progress import progress
 
 MIN_SIZE = 64  # smallest side accepted
 
 
-def evaluate_codec(codec, image_paths, workers=None, cache_dir=None, show=True) -> list[dict]:
+@dataclass(frozen=True)
+class Measures:
+    """What is measured beyond bytes, PSNR and MS-SSIM: learned per-image metrics
+    (:data:`liclab.metrics.LEARNED`: ``lpips``, ``lpips_vgg``, ``dists``) and the Inception
+    features of 256² patches that FID / KID of a point need; ``weights_dir``: where their
+    weights are (None: ``liclab-weights``' cache)."""
+
+    learned: tuple[str, ...] = ()
+    fid: bool = False
+    weights_dir: str | None = None
+
+    def __post_init__(self):
+        unknown = set(self.learned) - set(LEARNED)
+        if unknown:
+            raise LiclabError(f"unknown metric {sorted(unknown)}; learned metrics: {LEARNED}")
+
+
+def evaluate_codec(codec, image_paths, workers=None, cache_dir=None, show=True, measures=None):
     """Per-image records of one codec on ``image_paths`` (see :func:`evaluate_codecs`)."""
-    return evaluate_codecs([codec], image_paths, workers, cache_dir, show)[0]
+    return evaluate_codecs([codec], image_paths, workers, cache_dir, show, measures)[0]
 
 
 def evaluate_codecs(
@@ -53,6 +71,7 @@ def evaluate_codecs(
     workers: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     show: bool = True,
+    measures: Measures | None = None,
 ) -> list[list[dict]]:
     """Encode and decode every image with every codec; one list of records per codec.
 
@@ -62,6 +81,10 @@ def evaluate_codecs(
     loading), and whatever figures the codec reports about the encode through an optional
     ``codec.details(image, data) -> dict`` (learned codecs: the entropy estimate ``est_bpp``
     and the training proxy's ``proxy_bpp`` / ``proxy_psnr``; overfitted codecs: bytes per part).
+
+    ``measures`` adds the learned metrics it names to each record and, for FID / KID, the
+    Inception features of the reconstruction's 256² patches under ``fid_features`` (an array
+    kept in memory and in the cache, not in result files).
 
     Images that cannot be used (unreadable, under 64 px, ...) are reported on stderr, one line
     each, and left out. A codec whose decoded shape differs from the input's is an error.
@@ -75,6 +98,7 @@ def evaluate_codecs(
         cache_dir: where to keep per-image results (``None``: no cache).
         show: report progress on stderr.
     """
+    measures = measures or Measures()
     images = _check_images(image_paths)
     results: list[list[dict | None]] = [[None] * len(images) for _ in codecs]
     todo = []
@@ -82,14 +106,15 @@ def evaluate_codecs(
         version = codec.version()
         for j, (path, file, digest) in enumerate(images):
             cache = _cache_path(cache_dir, codec, version, digest)
-            if cache is not None and cache.exists():
-                results[i][j] = {**json.loads(cache.read_text()), "file": file}
+            hit = _cached(cache, measures)
+            if hit is not None:
+                results[i][j] = {**hit, "file": file}
             else:
                 todo.append((i, j, path, file, cache))
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     workers = max(1, min(workers, len(todo)))
-    jobs = ((codecs[i], path, file) for i, _, path, file, _ in todo)
+    jobs = ((codecs[i], path, file, measures) for i, _, path, file, _ in todo)
     what = f"{codecs[0].name}" + (f" ({len(codecs)} settings)" if len(codecs) > 1 else "")
     with progress(len(todo), f"evaluating {what}", "encodes", enabled=show) as advance:
         if workers == 1:
@@ -112,17 +137,31 @@ def codec_curve(
     workers=None,
     cache_dir=None,
     show: bool = True,
+    measures: Measures | None = None,
 ) -> tuple[Curve, list[list[dict]]]:
     """One curve from codec objects, one point per object (operating point); returns the
     curve and the per-image records of each point."""
-    per_codec = evaluate_codecs(codecs, images, workers, cache_dir, show)
+    per_codec = evaluate_codecs(codecs, images, workers, cache_dir, show, measures)
     points = [
-        Curve.from_records(
-            codec.name, records, codec.setting, codec.version(), versions(codec.version())
-        )
+        point(codec.name, records, codec.setting, codec.version(), images, cache_dir, measures)
         for codec, records in zip(codecs, per_codec, strict=True)
     ]
     return Curve.join(points, name or codecs[0].name), per_codec
+
+
+def point(name, records, setting, description, images, cache_dir, measures) -> Curve:
+    """One operating point from its per-image records: means, and FID / KID of the
+    reconstructions against the originals when measured."""
+    curve = Curve.from_records(name, records, setting, description, versions(description))
+    if measures is not None and measures.fid:
+        from liclab.perceptual import fid_kid
+
+        real = _original_features(images, cache_dir, measures.weights_dir)
+        fake = np.concatenate([r["fid_features"] for r in records])
+        scores = fid_kid(real, fake)
+        curve.metrics.update(fid=np.array([scores["fid"]]), kid=np.array([scores["kid"]]))
+        curve.extra["fid_patches"] = np.array([float(scores["patches"])])
+    return curve
 
 
 def codecs_at_points(codec_cfg, points) -> list:
@@ -137,7 +176,12 @@ def codecs_at_points(codec_cfg, points) -> list:
 
 
 def anchor_curves(
-    names: Sequence[str], images, out: Path | None = None, cache_dir=None, workers=None
+    names: Sequence[str],
+    images,
+    out: Path | None = None,
+    cache_dir=None,
+    workers=None,
+    measures: Measures | None = None,
 ) -> list[Curve]:
     """The curves of anchor codecs named by their configs (``codec/<name>.yaml`` at the
     operating points of ``codec/points/<name>.yaml``) on ``images``; saved in ``out``."""
@@ -147,7 +191,7 @@ def anchor_curves(
     for name in names:
         codec_cfg, points = codec_config(name)
         codecs = codecs_at_points(codec_cfg, points)
-        curve, per_codec = codec_curve(codecs, images, name, workers, cache_dir)
+        curve, per_codec = codec_curve(codecs, images, name, workers, cache_dir, True, measures)
         if out is not None:
             pairs = zip(codecs, per_codec, strict=True)
             save(curve, [{"setting": c.setting, "images": r} for c, r in pairs], out)
@@ -164,13 +208,14 @@ def compare(
     cache_dir=None,
     method: str = "pchip",
     max_bpp: float | None = None,
+    measures: Measures | None = None,
 ) -> dict:
-    """Evaluate the ``anchors`` on the same ``images`` (saved in ``out/anchors``), then
-    :func:`liclab.rd.report` of ``runs`` against them in ``out``; BD against ``baseline``
-    (default the first anchor, or the first run)."""
+    """Evaluate the ``anchors`` on the same ``images`` with the same ``measures`` (saved in
+    ``out/anchors``), then :func:`liclab.rd.report` of ``runs`` against them in ``out``; BD
+    against ``baseline`` (default the first anchor, or the first run)."""
     from liclab.rd import report
 
-    references = anchor_curves(anchors, images, Path(out) / "anchors", cache_dir)
+    references = anchor_curves(anchors, images, Path(out) / "anchors", cache_dir, measures=measures)
     base = baseline or (anchors[0] if anchors else runs[0].name)
     title = f"{len(images)} images"
     return report(runs, references, base, out, method, title, max_bpp)
@@ -212,11 +257,18 @@ def curve_key(config: dict) -> str:
 
 
 def checkpoint_curves(
-    ckpts: Sequence[Path], images, out: Path | None = None, name=None, exact_synthesis=True
+    ckpts: Sequence[Path],
+    images,
+    out: Path | None = None,
+    name=None,
+    exact_synthesis=True,
+    cache_dir=None,
+    measures: Measures | None = None,
 ) -> list[Curve]:
     """Evaluate trained checkpoints: one curve per model / quantizer / loss (λ varies along
     it), or one curve named ``name``; saved in ``out``. Unloadable checkpoints are skipped
-    with a line each."""
+    with a line each. ``cache_dir`` keeps only the originals' Inception features (FID): a
+    checkpoint's records are not cached."""
     from liclab.codecs.learned import LearnedCodec
 
     groups: dict[str, list] = defaultdict(list)
@@ -228,13 +280,9 @@ def checkpoint_curves(
             continue
         key = name or curve_key(codec.config)
         print(f"[{i + 1}/{len(ckpts)}] {key} {codec.setting}: {ckpt}", file=sys.stderr)
-        records = evaluate_codec(codec, images, workers=1)
-        point = Curve.from_records(
-            key, records, codec.setting, str(ckpt), versions(codec.version())
-        )
-        groups[key].append(
-            (point, {"setting": codec.setting, "ckpt": str(ckpt), "images": records})
-        )
+        records = evaluate_codec(codec, images, workers=1, measures=measures)
+        at = point(key, records, codec.setting, str(ckpt), images, cache_dir, measures)
+        groups[key].append((at, {"setting": codec.setting, "ckpt": str(ckpt), "images": records}))
     if not groups:
         raise LiclabError("no checkpoint could be evaluated")
     curves = []
@@ -251,7 +299,11 @@ def save(curve: Curve, records: list[dict], out: Path) -> Path:
     its setting and per-image records); returns the curve's path."""
     out = Path(out)
     path = curve.save(out / f"{curve.name}.json")
-    (out / f"{curve.name}_images.json").write_text(json.dumps(records, indent=1))
+    plain = [
+        {**r, "images": [_without_features(i) for i in r["images"]]} if "images" in r else r
+        for r in records
+    ]
+    (out / f"{curve.name}_images.json").write_text(json.dumps(plain, indent=1))
     return path
 
 
@@ -281,8 +333,9 @@ def versions(codec_version: str | None = None) -> dict:
     return out
 
 
-def _check_images(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str, str]]:
-    """Readable images as (path, name relative to their common folder, SHA-256 of the file)."""
+def _check_images(paths: Sequence[str | os.PathLike], quiet=False) -> list[tuple[Path, str, str]]:
+    """Readable images as (path, name relative to their common folder, SHA-256 of the file);
+    the others are left out, each with a line on stderr unless ``quiet``."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise LiclabError("no images to evaluate")
@@ -292,7 +345,8 @@ def _check_images(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, str, s
         try:
             load_rgb(path, min_size=MIN_SIZE)
         except LiclabError as exc:
-            print(f"liclab: {exc} (skipped)", file=sys.stderr)
+            if not quiet:
+                print(f"liclab: {exc} (skipped)", file=sys.stderr)
             continue
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         out.append((path, path.resolve().relative_to(root).as_posix(), digest))
@@ -317,7 +371,7 @@ def _metrics_digest() -> str:
     return hashlib.sha256(Path(metrics.__file__).read_bytes()).hexdigest()[:16]
 
 
-def _run_one(codec, path: Path, file: str) -> dict:
+def _run_one(codec, path: Path, file: str, measures: Measures) -> dict:
     image, notes = load_rgb(path, min_size=MIN_SIZE)
     t0 = time.perf_counter()
     data = codec.encode(image)
@@ -346,6 +400,54 @@ def _run_one(codec, path: Path, file: str) -> dict:
     }
     if hasattr(codec, "details"):
         record.update(codec.details(image, data))
+    for name in measures.learned:
+        record[name] = learned(name, image, decoded, measures.weights_dir)
+    if measures.fid:
+        record["fid_features"] = _patch_features([decoded], measures.weights_dir)
+    return record
+
+
+def _patch_features(images, weights_dir) -> np.ndarray:
+    from liclab.perceptual import PatchFeatures
+
+    features = PatchFeatures(weights_dir=weights_dir)
+    for image in images:
+        features.add(image)
+    return features.features
+
+
+def _original_features(images, cache_dir, weights_dir) -> np.ndarray:
+    """Inception features of the originals' patches, cached per image content."""
+    out = []
+    for path, _, digest in _check_images(images, quiet=True):
+        cache = None if cache_dir is None else Path(cache_dir) / "_originals" / f"{digest}.npy"
+        if cache is not None and cache.exists():
+            out.append(np.load(cache))
+            continue
+        features = _patch_features([load_rgb(path, min_size=MIN_SIZE)[0]], weights_dir)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cache, features)
+        out.append(features)
+    return np.concatenate(out)
+
+
+def _without_features(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "fid_features"}
+
+
+def _cached(cache: Path | None, measures: Measures) -> dict | None:
+    """A cached record that has every measure asked for, or None."""
+    if cache is None or not cache.exists():
+        return None
+    record = json.loads(cache.read_text())
+    if any(name not in record for name in measures.learned):
+        return None
+    if measures.fid:
+        features = cache.with_suffix(".npy")
+        if not features.exists():
+            return None
+        record["fid_features"] = np.load(features)
     return record
 
 
@@ -366,7 +468,9 @@ def _collect(outputs, todo, results, advance) -> None:
         results[i][j] = record
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
+            if "fid_features" in record:
+                np.save(cache.with_suffix(".npy"), record["fid_features"])
             tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(record))
+            tmp.write_text(json.dumps(_without_features(record)))
             tmp.replace(cache)
         advance()

@@ -51,10 +51,19 @@ METRICS = {
         Metric(
             "ms_ssim_db", "ms-ssim-db-rgb", ("ms-ssim-db",), "MS-SSIM (dB)", "MS-SSIM", unit="dB"
         ),
+        # learned metrics (liclab.perceptual): distances, lower is better
+        Metric("lpips", "lpips", ("lpips-alex",), "LPIPS (AlexNet)", "LPIPS", False),
+        Metric("lpips_vgg", "lpips-vgg", (), "LPIPS (VGG)", "LPIPS-VGG", False),
+        Metric("dists", "dists", (), "DISTS", "DISTS", False),
+        # of a whole set of reconstructions (256² patches, Mentzer et al. 2020)
+        Metric("fid", "fid", (), "FID (256² patches)", "FID", False),
+        Metric("kid", "kid", (), "KID (256² patches)", "KID", False),
     )
 }
 # Metrics that get an RD plot and BD columns (linear MS-SSIM is shown through its dB value).
-PLOTTED = ("psnr", "ms_ssim_db")
+PLOTTED = ("psnr", "ms_ssim_db", "lpips", "lpips_vgg", "dists", "fid", "kid")
+# Per-image metrics computed on request (liclab-eval metrics=[...]), with their networks.
+LEARNED = ("lpips", "lpips_vgg", "dists")
 
 
 def bpp(num_bytes: int, height: int, width: int) -> float:
@@ -101,6 +110,20 @@ def ms_ssim_batch(x_hat, x):
 
     x8, x_hat8 = (t.clamp(0, 1).mul(255).round() for t in (x, x_hat))
     return _ms_ssim(x_hat8, x8, data_range=255.0, size_average=False)
+
+
+def learned(name: str, a: np.ndarray, b: np.ndarray, weights_dir=None) -> float:
+    """A learned per-image metric of :data:`LEARNED` between uint8 images ``a`` and ``b``
+    with the published weights (:mod:`liclab.perceptual`; ``liclab-weights`` installs them)."""
+    from liclab import perceptual
+
+    if name == "lpips":
+        return perceptual.lpips(a, b, "alex", weights_dir=weights_dir)
+    if name == "lpips_vgg":
+        return perceptual.lpips(a, b, "vgg", weights_dir=weights_dir)
+    if name == "dists":
+        return perceptual.dists(a, b, weights_dir=weights_dir)
+    raise ValueError(f"no learned metric {name!r}; known: {', '.join(LEARNED)}")
 
 
 def ms_ssim_db(value: float) -> float:

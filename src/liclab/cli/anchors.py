@@ -25,7 +25,10 @@ def run(cfg: DictConfig, codec_name: str) -> None:
     images = resolve_images(cfg.data)[: cfg.limit or None]
     codecs = evaluate.codecs_at_points(cfg.codec, cfg.points)
     start = time.perf_counter()
-    curve, per_codec = evaluate.codec_curve(codecs, images, codec_name, cfg.workers, cfg.cache_dir)
+    measures = evaluate.Measures(tuple(cfg.metrics), cfg.fid, cfg.weights_dir)
+    curve, per_codec = evaluate.codec_curve(
+        codecs, images, codec_name, cfg.workers, cfg.cache_dir, True, measures
+    )
     seconds = time.perf_counter() - start
     pairs = zip(codecs, per_codec, strict=True)
     path = evaluate.save(

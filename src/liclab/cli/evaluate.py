@@ -22,6 +22,7 @@ def run(cfg: DictConfig, codec_name: str | None = None) -> dict:
 
     images = resolve_images(cfg.data)[: cfg.limit or None]
     out = Path(cfg.out)
+    measures = evaluate.Measures(tuple(cfg.metrics), cfg.fid, cfg.weights_dir)
     if cfg.get("codec") is not None:
         points = cfg.points or ({"lmbda": list(cfg.lmbda)} if cfg.lmbda else None)
         points = points or codec_config(codec_name)[1]
@@ -31,7 +32,7 @@ def run(cfg: DictConfig, codec_name: str | None = None) -> dict:
             file=sys.stderr,
         )
         curve, per_codec = evaluate.codec_curve(
-            codecs, images, cfg.name or codec_name, cfg.workers, cfg.cache_dir
+            codecs, images, cfg.name or codec_name, cfg.workers, cfg.cache_dir, True, measures
         )
         pairs = zip(codecs, per_codec, strict=True)
         evaluate.save(curve, [{"setting": c.setting, "images": r} for c, r in pairs], out)
@@ -42,7 +43,9 @@ def run(cfg: DictConfig, codec_name: str | None = None) -> dict:
             f"liclab-eval: {len(ckpts)} checkpoint(s) on {len(images)} images -> {out}",
             file=sys.stderr,
         )
-        runs = evaluate.checkpoint_curves(ckpts, images, out, cfg.name, cfg.exact_synthesis)
+        runs = evaluate.checkpoint_curves(
+            ckpts, images, out, cfg.name, cfg.exact_synthesis, cfg.cache_dir, measures
+        )
     else:
         raise LiclabError("nothing to evaluate: give ckpt=<run folder or .ckpt> or codec=<name>")
     for curve in runs:

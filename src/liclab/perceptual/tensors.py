@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from liclab.images import to_tensor
+
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """``device``, else the GPU when there is one, else the CPU."""
@@ -22,7 +24,7 @@ def as_batch(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Te
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected a uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
-        return torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 255
+        return to_tensor(image).to(device)
     if image.ndim == 3:
         image = image[None]
     if image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
