@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
+from liclab.checkpoint import build_model
 from liclab.codecs.learned import LearnedCodec
 from liclab.quantizers import STE, Mixed, Noise, SoftRound, Universal
 
@@ -15,7 +15,7 @@ from conftest import MODEL_CONFIGS, TINY, compose, smooth_image
 def tiny_model(name: str):
     cfg = compose([f"model={name}"] + [f"model.{k}={v}" for k, v in TINY.items()])
     torch.manual_seed(0)
-    return instantiate(cfg.model)
+    return build_model(cfg.model)
 
 
 def as_tensor(img):

@@ -90,6 +90,23 @@ class EntropyBottleneck(_CompressAIBottleneck):
         symbols = torch.from_numpy(np.asarray(symbols, dtype=np.int32))
         return symbols.reshape(centre.shape).to(centre) + centre
 
+    @torch.no_grad()
+    def code_length(self, z: Tensor, quantizer) -> float:
+        """Bits of :meth:`compress`'s symbols under the coding tables: the ideal length, before
+        the coder's termination (escapes: CompressAI's 4-bit bypass chunks)."""
+        centre = self._centre(z.shape, quantizer).to(z.device)
+        rows = self._indexes(centre).flatten()
+        v = torch.round(z - centre).long().cpu().flatten() - self._offset[rows]
+        escape = self._cdf_length[rows].long() - 2
+        raw = torch.where(v < 0, -2 * v - 1, 2 * (v - escape))
+        out = (v < 0) | (v >= escape)
+        v = torch.where(out, escape, v)
+        cdf = self._quantized_cdf[rows].long()
+        freq = cdf.gather(1, v[:, None] + 1) - cdf.gather(1, v[:, None])
+        bits = float((self.entropy_coder_precision - torch.log2(freq.double())).sum())
+        chunks = torch.ceil(torch.log2(raw[out].double() + 1) / 4)  # 4-bit chunks of the value
+        return bits + float((4 * (chunks // 15 + 1 + chunks)).sum())
+
     def _centre(self, shape: torch.Size, quantizer) -> Tensor:
         return quantizer.coding_offset(shape, self.medians()).expand(shape)
 

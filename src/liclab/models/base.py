@@ -31,7 +31,9 @@ COMPRESSAI_NAMES = {
 }
 """CompressAI's module names → liclab's, for loading CompressAI's (and older liclab) weights."""
 
-_CODING_TABLES = ("._quantized_cdf", "._offset", "._cdf_length", ".scale_table")
+# Coding tables (rebuilt from the weights), and CompressAI's GaussianConditional.scale_bound
+# (liclab's bound is lower_bound_scale.bound, also in CompressAI's weights).
+_NOT_WEIGHTS = ("._quantized_cdf", "._offset", "._cdf_length", ".scale_table", ".scale_bound")
 
 
 class CompressionModel(nn.Module):
@@ -104,7 +106,7 @@ class CompressionModel(nn.Module):
             for old, new in COMPRESSAI_NAMES.items():
                 if key.startswith(old):
                     key = new + key[len(old) :]
-            if key.endswith(_CODING_TABLES):
+            if key.endswith(_NOT_WEIGHTS):
                 continue
             state[key] = own[key] if key.endswith(".mask") and key in own else value
         result = super().load_state_dict(state, strict=strict, assign=assign)
