@@ -196,3 +196,13 @@ def test_a_liclab_checkpoint_starts_a_model_and_load_model_ignores_init_from(
     torch.save(ckpt, tmp_path / "run.ckpt")
     reloaded, _ = load_model(tmp_path / "run.ckpt")
     assert torch.equal(next(reloaded.parameters()), next(model.parameters()))
+
+
+def test_the_command_line_override_reaches_build_model(tmp_path):
+    from conftest import compose
+
+    theirs = compressai_model(cai.ScaleHyperprior, N, M)
+    overrides = ["model=hyperprior", f"model.N={N}", f"model.M={M}"]
+    cfg = compose([*overrides, f"+model.init_from={saved(theirs, tmp_path)}"])
+    ours = build_model(cfg.model)
+    assert torch.equal(ours.h_s[0].weight, theirs.h_s[0].weight)

@@ -128,6 +128,7 @@ class Encoder:
         self.coders = [constriction.stream.queue.RangeEncoder() for _ in range(batch)]
 
     def encode(self, symbols: Tensor, params: Tensor, centre: Tensor) -> None:
+        symbols = symbols.cpu()
         for b, coder in enumerate(self.coders):
             s_all = symbols[b].reshape(-1).long().numpy()
             sides, dists = [], []
@@ -179,7 +180,7 @@ class Decoder:
                 lo, end = np.concatenate(esc_lo), np.concatenate(esc_end)
                 s_all[idx] = np.where(sides == 1, end + dist, lo - dist)
             out.append(torch.from_numpy(s_all))
-        return torch.stack(out).reshape(centre.shape).to(centre.dtype)
+        return torch.stack(out).reshape(centre.shape).to(centre)
 
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)

@@ -97,10 +97,9 @@ class GaussianMixtureConditional(nn.Module):
     def tables(self, params: Tensor, centre: Tensor) -> Tables:
         """Integer frequency tables of every element of ``centre``'s shape, always on the
         coding grids (:func:`liclab.entropy.coder.frequency_tables`)."""
-        weights, means, scales = (
-            t.movedim(1, -1).reshape(-1, t.shape[1]) for t in self.parts(params, coding=True)
-        )
-        d = means - centre.double().reshape(-1, 1)
+        parts = self.parts(params.cpu(), coding=True)  # on the CPU whatever the device
+        weights, means, scales = (t.movedim(1, -1).reshape(-1, t.shape[1]) for t in parts)
+        d = means - centre.cpu().double().reshape(-1, 1)
         return frequency_tables(weights, d, scales)
 
     def encoder(self, batch: int) -> Encoder:
