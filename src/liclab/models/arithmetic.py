@@ -29,8 +29,6 @@ class Float64:
     """Decoder-side networks in float64: a disagreement between machines needs two float64
     results to straddle a grid point of the entropy parameters."""
 
-    exact = False
-
     def __call__(self, module: nn.Module, *inputs: Tensor) -> Tensor:
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)
         return stable(module, x)
@@ -40,8 +38,6 @@ class Integer:
     """Decoder-side networks in integer arithmetic (:func:`liclab.models.integer.integer_net`):
     exact on every machine; each network input is quantised per image, so every call must
     see whole images (no raster scan of windows)."""
-
-    exact = True
 
     def __call__(self, module: nn.Module, *inputs: Tensor) -> Tensor:
         from liclab.models.integer import integer_net

@@ -20,7 +20,8 @@ from y (encoder) or decode them (decoder), given their entropy parameters and ce
 
 
 class HyperpriorModel(CompressionModel):
-    """A model with a hyper-latent z whose decoded value ẑ conditions the density of y.
+    """A model with a hyper-latent z whose decoded value ẑ conditions the density of y
+    (Ballé, Minnen, Singh, Hwang, Johnston 2018, arXiv:1802.01436).
 
     ::
 
