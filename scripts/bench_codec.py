@@ -2,7 +2,7 @@
 
 ``gmm``:  encode + decode seconds of the checkerboard GMM model coding with its K = 3
           mixture vs the *same model and weights* coding with one Gaussian (each mixture
-          moment-matched, CompressAI's scale table + rANS); target ≤ 2×. Real bytes of ŷ vs
+          moment-matched, per-element CDFs too); target ≤ 2×. Real bytes of ŷ vs
           the mixture's entropy estimate −Σ log2 p(ŷ) (target within 1 %; meaningful only
           for a trained model: pass ``--checkpoint``).
 ``elic``: decode seconds per image of liclab's ELIC vs CompressAI's ``Elic2022Official``
@@ -13,8 +13,8 @@ Runs alternate between the codecs compared and each figure is the minimum over r
 all see the same machine state (this machine is shared). Weights are random unless a
 checkpoint is given: timing does not depend on them, but rates do.
 
-    LIC_DATA=/work/shared/data python scripts/bench_codec.py gmm --checkpoint last.ckpt
-    LIC_DATA=/work/shared/data python scripts/bench_codec.py elic --N 192 --M 320
+    LIC_DATA=<data folder> python scripts/bench_codec.py gmm --checkpoint last.ckpt
+    LIC_DATA=<data folder> python scripts/bench_codec.py elic --N 192 --M 320
 """
 
 from __future__ import annotations
@@ -35,18 +35,22 @@ from liclab.entropy.gaussian import GaussianConditional
 
 class SingleGaussian(GaussianConditional):
     """The baseline coder: each element's mixture replaced by the Gaussian of the same mean
-    and variance, coded with CompressAI's scale table (same centres, so the same ŷ)."""
+    and variance (same rounding centres, so the same ŷ)."""
 
     def __init__(self, mixture):
         super().__init__()
         self.mixture = mixture
         self.n_params = mixture.n_params
 
-    def parts(self, params):
-        weights, means, scales = self.mixture.parts(params)
-        mean = (weights * means).sum(1)
-        var = (weights * (scales**2 + means**2)).sum(1) - mean**2
-        return var.clamp_min(0).sqrt().float(), self.mixture.mean(params)
+    def components(self, params):
+        logits, means, scales = self.mixture.components(params)
+        weights, scales = logits.softmax(dim=1), self.mixture.lower_bound_scale(scales)
+        mean = (weights * means).sum(1, keepdim=True)
+        var = (weights * (scales**2 + means**2)).sum(1, keepdim=True) - mean**2
+        return None, mean, var.clamp_min(0).sqrt()
+
+    def mean(self, params):
+        return self.mixture.mean(params)
 
 
 def kodak(n: int) -> list[torch.Tensor]:
@@ -94,7 +98,7 @@ def bench_gmm(args, images) -> dict:
         model = load_model(args.checkpoint)[0]
     else:
         torch.manual_seed(0)
-        model = Cheng2020GMM(args.N, args.M or args.N, "checkerboard").eval()
+        model = Cheng2020GMM(args.N, args.M or args.N).eval()
         model.update(force=True)
     mixture = model.conditional
     baseline = copy.deepcopy(model)
@@ -143,6 +147,7 @@ def bench_elic(args, images) -> dict:
     from compressai.models import Cheng2020Attention
     from compressai.models.sensetime import Elic2022Official
 
+    from liclab.models.arithmetic import Float64, Integer
     from liclab.models.elic import ELIC
 
     torch.manual_seed(0)
@@ -155,18 +160,18 @@ def bench_elic(args, images) -> dict:
     def compressai_codec(model):
         return model.compress, lambda c: model.decompress(c["strings"], c["shape"])
 
-    def variant(arithmetic: str, exact_synthesis: bool):
+    def variant(arithmetic, exact_synthesis: bool):
         model = copy.deepcopy(ours)
         model.arithmetic, model.exact_synthesis = arithmetic, exact_synthesis
         return model
 
     # liclab's default runs g_s in float64 so that x̂ is bit-identical across processes and
-    # CPUs (liclab.models.base); CompressAI runs it in float32, as the second variant does.
+    # CPUs (liclab.entropy); CompressAI runs it in float32, as the second variant does.
     # The third is the entropy networks in float64, liclab's design before integer ones.
     models = {
         "liclab ELIC": ours,
-        "liclab ELIC, float32 g_s": variant("integer", False),
-        "liclab ELIC, float64 entropy, f32 g_s": variant("float64", False),
+        "liclab ELIC, float32 g_s": variant(Integer(), False),
+        "liclab ELIC, float64 entropy, f32 g_s": variant(Float64(), False),
         "CompressAI Elic2022Official": elic,
         "CompressAI Cheng2020Attention": cheng,
     }

@@ -3,6 +3,7 @@ class, the eval tools take values where training has groups, the configs ship in
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile

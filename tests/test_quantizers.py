@@ -5,9 +5,11 @@ from liclab.quantizers import (
     STE,
     Mixed,
     Noise,
+    NoisySoftRound,
     Round,
     SoftRound,
     Universal,
+    dither,
     round_offset,
     soft_round,
     ste_round,
@@ -91,15 +93,19 @@ def test_soft_round_alpha_schedule_and_rate_term():
     y_rate, y_dec = q(y)
     assert torch.allclose(y_dec, soft_round(y, 9.0))
     assert (y_rate - y).abs().max() <= 0.5 and not torch.equal(y_rate, y_dec)
+    torch.manual_seed(0)
+    soft = SoftRound(alpha_start=9.0, alpha_end=9.0, rate=NoisySoftRound()).train()
+    y_rate, y_dec = soft(y)
+    assert (y_rate - y_dec).abs().max() <= 0.5 and (y_rate - y).abs().max() > 0.5
 
 
 def test_universal_dither_is_shared_and_error_is_uniform():
     q = Universal(seed=3).eval()
     y = torch.randn(1, 4, 64, 64) * 5
     mu = torch.randn_like(y)
-    c1, c2 = q.coding_offset(y, mu), Universal(seed=3).coding_offset(y.clone(), mu)
+    c1, c2 = q.coding_offset(y.shape, mu), Universal(seed=3).coding_offset(y.shape, mu.clone())
     assert torch.equal(c1, c2), "encoder and decoder derive the same dither"
-    assert not torch.equal(c1, Universal(seed=4).coding_offset(y, mu))
+    assert not torch.equal(c1, Universal(seed=4).coding_offset(y.shape, mu))
     u = c1 - mu
     assert u.abs().max() <= 0.5 and u.std() > 0.25
     _, y_hat = q(y, mu)
@@ -112,3 +118,32 @@ def test_universal_dither_is_shared_and_error_is_uniform():
     assert torch.equal(y_rate, y_dec)
     y_dec.sum().backward()
     assert torch.equal(y.grad, torch.ones_like(y))
+
+
+def splitmix64_reference(seed: int, n: int) -> list[int]:
+    """SplitMix64 as published (Steele, Lea, Flood 2014; Vigna's C code), in Python ints:
+    the first ``n`` outputs of the generator seeded with ``seed``."""
+    mask, out, state = (1 << 64) - 1, [], seed
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def test_universal_dither_is_the_documented_splitmix64_stream():
+    """The dither is part of the .lic format: it must not depend on a library's generator
+    (nor on CPython's hash), so it is recomputed here from its definition."""
+    # SplitMix64's first output for seed 0, as in Vigna's reference implementation.
+    assert splitmix64_reference(0, 1) == [0xE220A8397B1DCDAF]
+    seed, shape = 7, (3, 4, 5)
+    key = splitmix64_reference(seed - 0x9E3779B97F4A7C15, 1)[0]  # splitmix64(seed) itself
+    for d in shape:
+        key = splitmix64_reference((key ^ d) - 0x9E3779B97F4A7C15, 1)[0]
+    values = splitmix64_reference(key, 60)
+    expected = torch.tensor([(v >> 40) / 2**24 - 0.5 for v in values]).reshape(shape)
+    assert torch.equal(dither(seed, shape), expected)
+    assert torch.equal(Universal(seed).coding_offset(torch.Size((2, *shape)), None)[1], expected)
+    assert not torch.equal(dither(seed, (3, 5, 4)).flatten(), expected.flatten())

@@ -11,8 +11,14 @@ Layout (all integers unsigned LEB128 varints unless sized)::
     strings                count, then each length, then the bytes of each, in order
     crc32        4 bytes   big-endian CRC-32 of everything before it
 
-Every byte of this file counts in the bpp that ``liclab-eval`` reports; for a hyperprior the
-header costs about 30 bytes (0.0006 bpp on a 768×512 Kodak image).
+Every byte of this file counts in the bpp that ``liclab-eval`` reports (the header's size:
+``scripts/bench_overhead.py``).
+
+The latent strings are the entropy models' own (:mod:`liclab.entropy`), so the version also
+names their coding. Version 2: y with per-element CDFs and constriction's range coder
+(:mod:`liclab.entropy.coder`), the universal-quantization dither of
+:func:`liclab.quantizers.dither`. Version 1 (scale-table rANS, a dither seeded by CPython's
+``hash``) is refused with a message: its files must be re-encoded.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from dataclasses import dataclass
 from liclab import LiclabError
 
 MAGIC = b"\x89LIC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_RETIRED = {1: "scale-table coding of y and a dither seeded by CPython's hash"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,11 @@ def unpack(data: bytes, name: str = "bitstream") -> Bitstream:
     r = _Reader(body, name)
     r.take(len(MAGIC))
     version = r.take(1)[0]
+    if version in _RETIRED:
+        raise LiclabError(
+            f"{name}: format version {version} ({_RETIRED[version]}) is no longer read; "
+            f"this liclab reads version {FORMAT_VERSION}: re-encode the image"
+        )
     if version != FORMAT_VERSION:
         raise LiclabError(f"{name}: format version {version}, this liclab reads {FORMAT_VERSION}")
     model_id = r.take(r.varint()).decode("ascii", errors="replace")

@@ -9,8 +9,8 @@ A model hands every latent to its quantizer as ``q(x, offset)`` and gets back tw
 the entropy bottleneck's median for factorized latents, else ``None`` (zero).
 
 In ``eval()`` mode every proxy is true rounding, ``round(x - c) + c`` for both outputs, with
-``c = coding_offset(x, offset)``: the offset itself, or for universal quantization the offset
-plus a dither both sides derive from a seed. Models code with the same ``coding_offset``, so
+``c = coding_offset(x.shape, offset)``: the offset itself, or for universal quantization the
+offset plus a dither both sides derive from a seed. Models code with the same ``coding_offset``, so
 ``compress``/``decompress`` reproduce the eval ``forward`` exactly and evaluation never sees
 the training proxy, whichever one was configured.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -57,12 +58,14 @@ class Quantizer(nn.Module):
             # the rounding (and bottleneck medians are trained only by the aux loss).
             offset = offset.detach().float()
         if not self.training:
-            x_hat = round_offset(x, self.coding_offset(x, offset))
+            centre = self.coding_offset(x.shape, offset)
+            x_hat = round_offset(x, None if centre is None else centre.to(x.device))
             return x_hat, x_hat
         return self.proxy(x, offset)
 
-    def coding_offset(self, x: Tensor, offset: Tensor | None) -> Tensor | None:
-        """The value rounding is centred on when coding ``x`` (shape and device of ``x``)."""
+    def coding_offset(self, shape: torch.Size, offset: Tensor | None) -> Tensor | None:
+        """The value rounding is centred on when coding a latent of ``shape`` (B, C, H, W):
+        ``offset`` itself (None: zero); a tensor broadcastable to ``shape``."""
         return offset
 
     def on_train_step(self, step: int, max_steps: int) -> None:
@@ -110,8 +113,8 @@ class Mixed(Quantizer):
 class Universal(Quantizer):
     """Universal quantization (Agustsson & Theis 2020, arXiv:2006.09952).
 
-    Encoder and decoder share a dither u ~ U(−½, ½), drawn from a generator seeded by
-    ``seed`` and the latent's shape, so it travels in no bitstream. The encoder transmits
+    Encoder and decoder share a dither u ∈ [−½, ½) derived from ``seed`` and the latent's
+    shape (:func:`dither`), so it travels in no bitstream. The encoder transmits
     k = round(y − μ − u); the decoder reconstructs ŷ = k + μ + u. Since ŷ − y is then
     uniform and independent of y, training with a fresh random dither (straight-through
     gradient) and the noise-convolved density for the rate has no train/test mismatch.
@@ -124,16 +127,60 @@ class Universal(Quantizer):
         super().__init__()
         self.seed = seed
 
-    def coding_offset(self, x, offset):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + hash(tuple(x.shape[1:])) % 2**31)
-        u = (torch.rand(x.shape[1:], generator=g) - 0.5).to(x.device, x.dtype).expand_as(x)
-        return u if offset is None else offset + u
+    def coding_offset(self, shape, offset):
+        u = dither(self.seed, tuple(shape[1:]))
+        if offset is None:
+            return u.expand(shape)
+        return offset + u.to(offset.device, offset.dtype)
 
     def proxy(self, x, offset):
         u = torch.empty_like(x).uniform_(-0.5, 0.5)
         c = u if offset is None else offset + u
         x_hat = x + (round_offset(x, c) - x).detach()
         return x_hat, x_hat
+
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment
+
+
+def splitmix64(state: np.ndarray | int) -> np.ndarray | int:
+    """SplitMix64's output function (Steele, Lea, Flood 2014) on uint64 (wrapping) arithmetic:
+    ``z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27; z *= 0x94D049BB133111EB;
+    z ^= z >> 31``. Works on Python ints (masked to 64 bits) and numpy uint64 arrays."""
+    if isinstance(state, int):
+        z = state & _MASK64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        return z ^ (z >> 31)
+    z = state.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def dither(seed: int, shape: tuple[int, ...]) -> Tensor:
+    """The universal-quantization dither of a latent of per-image ``shape`` (C, H, W): part
+    of the ``.lic`` format (version 2), so defined here bit for bit, independent of any
+    library's random generator:
+
+    1. key = splitmix64(seed mod 2⁶⁴); then for each dimension d of ``shape`` in order,
+       key = splitmix64(key ⊕ d) — the same latent shape always gives the same key;
+    2. element i (C-order flat index) takes v_i = splitmix64(key + (i + 1)·0x9E3779B97F4A7C15
+       mod 2⁶⁴), SplitMix64's i-th output for that key;
+    3. u_i = ⌊v_i / 2⁴⁰⌋ · 2⁻²⁴ − ½, exact in float32.
+
+    Every image of a batch shares the dither (a decoder of one image derives the same).
+    """
+    key = splitmix64(seed)
+    for d in shape:
+        key = splitmix64(key ^ d)
+    n = math.prod(shape)
+    with np.errstate(over="ignore"):
+        counter = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_GOLDEN) + np.uint64(key)
+    top = (splitmix64(counter) >> np.uint64(40)).astype(np.float32)
+    return torch.from_numpy(top * np.float32(2.0**-24) - np.float32(0.5)).reshape(shape)
 
 
 def soft_round(x: Tensor, alpha: float) -> Tensor:
@@ -146,6 +193,22 @@ def soft_round(x: Tensor, alpha: float) -> Tensor:
     return m + 0.5 * torch.tanh(alpha * r) / math.tanh(alpha / 2)
 
 
+class NoisyLatent:
+    """SoftRound's rate term on y + u: the combination Tsubota & Aizawa 2023 ("Comprehensive
+    comparisons of uniform quantization in deep image compression") found robust."""
+
+    def __call__(self, x: Tensor, x_soft: Tensor) -> Tensor:
+        return add_noise(x)
+
+
+class NoisySoftRound:
+    """SoftRound's rate term on s_α(y − μ) + μ + u, the soft-rounded latent plus noise
+    (Agustsson & Theis 2020)."""
+
+    def __call__(self, x: Tensor, x_soft: Tensor) -> Tensor:
+        return add_noise(x_soft)
+
+
 class SoftRound(Quantizer):
     """Soft rounding s_α around μ for the decoder input, with α annealed linearly from
     ``alpha_start`` to ``alpha_end`` over ``anneal_steps`` training steps (Agustsson & Theis
@@ -154,8 +217,8 @@ class SoftRound(Quantizer):
     Args:
         alpha_start, alpha_end: the α schedule's ends.
         anneal_steps: steps to reach ``alpha_end`` (None: the whole run, ``max_steps``).
-        rate: ``"noise"`` scores y + u for the rate (the combination Tsubota & Aizawa 2023
-            found robust), ``"soft"`` scores s_α(y − μ) + μ + u.
+        rate: what the rate term scores, ``rate(y, s_α(y − μ) + μ)``: :class:`NoisyLatent`
+            (default) or :class:`NoisySoftRound`.
 
     Deviation from the paper: the decoder receives s_α(y − μ) + μ directly, not the paper's
     conditional-mean estimate r_α(s_α(y) + u); the rate uses the noise-convolved density of
@@ -167,13 +230,11 @@ class SoftRound(Quantizer):
         alpha_start: float = 1.0,
         alpha_end: float = 16.0,
         anneal_steps: int | None = None,
-        rate: str = "noise",
+        rate=None,
     ):
         super().__init__()
-        if rate not in ("noise", "soft"):
-            raise ValueError(f"rate must be 'noise' or 'soft', not {rate!r}")
         self.alpha_start, self.alpha_end, self.anneal_steps = alpha_start, alpha_end, anneal_steps
-        self.rate = rate
+        self.rate = rate if rate is not None else NoisyLatent()
         self.alpha = alpha_start
 
     def on_train_step(self, step, max_steps):
@@ -184,5 +245,4 @@ class SoftRound(Quantizer):
     def proxy(self, x, offset):
         off = 0.0 if offset is None else offset
         x_soft = soft_round(x - off, self.alpha) + off
-        x_rate = add_noise(x) if self.rate == "noise" else add_noise(x_soft)
-        return x_rate, x_soft
+        return self.rate(x, x_soft), x_soft

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from liclab.entropy.tables import EntropyBottleneck
-from liclab.models.base import (
-    CompressionModel,
-    bottleneck_compress,
-    bottleneck_decompress,
-    bottleneck_likelihood,
-    bottleneck_medians,
-)
+from liclab.entropy.bottleneck import EntropyBottleneck
+from liclab.models.base import CompressionModel
 from liclab.models.layers import gdn_analysis, gdn_synthesis
 
 
@@ -41,14 +35,13 @@ class FactorizedPrior(CompressionModel):
 
     def _forward(self, x, q):
         y = self.g_a(x)
-        y_rate, y_hat = q(y, bottleneck_medians(self.entropy_bottleneck))
+        y_rate, y_hat = q(y, self.entropy_bottleneck.medians())
         x_hat = self.synthesize(y_hat)
-        return x_hat, {"y": bottleneck_likelihood(self.entropy_bottleneck, y_rate)}
+        return x_hat, {"y": self.entropy_bottleneck.likelihood(y_rate)}
 
     def _compress(self, x, q):
         y = self.g_a(x)
-        return [bottleneck_compress(self.entropy_bottleneck, y, q)], y.shape[-2:]
+        return [self.entropy_bottleneck.compress(y, q)], y.shape[-2:]
 
     def _decompress(self, strings, shape, q):
-        y_hat = bottleneck_decompress(self.entropy_bottleneck, strings[0], shape, q)
-        return self.synthesize(y_hat)
+        return self.synthesize(self.entropy_bottleneck.decompress(strings[0], shape, q))

@@ -1,14 +1,13 @@
 """Entropy-parameter networks in integer arithmetic: bit-identical on every machine and fast.
 
-The decoder must recompute the entropy parameters the encoder used to the last bit. A float
-convolution is a sum whose rounding depends on the order of its terms, and that order changes
-with the CPU's vector width, the library's kernel and the thread count. liclab's first answer,
-float64 everywhere (:func:`liclab.models.base.stable`), makes a disagreement improbable but
-costs 6× float32 on a CPU. This module removes the reason instead: every sum is a sum of
-integers, which is exact in any order (Ballé, Johnston, Minnen 2019, "Integer networks for
-data compression with latent-variable models", make the same argument; He et al. 2022,
-"Post-training quantization for cross-platform learned image compression", apply it after
-training, as here).
+A float convolution is a sum whose rounding depends on the order of its terms, and that order
+changes with the CPU's vector width, the library's kernel and the thread count (why that
+matters: :mod:`liclab.entropy`). Float64 (:class:`liclab.models.arithmetic.Float64`) makes a
+disagreement improbable but is several times slower than float32 on a CPU; this module
+removes the reason instead: every sum is a sum of integers, which is exact in any order
+(Ballé, Johnston, Minnen 2019, "Integer networks for data compression with latent-variable
+models", make the same argument; He et al. 2022, "Post-training quantization for
+cross-platform learned image compression", apply it after training, as here).
 
 Each convolution of a float64 input ``x`` with weights ``w``:
 
@@ -24,12 +23,11 @@ Each convolution of a float64 input ``x`` with weights ``w``:
 
 ReLUs act on those values; the next convolution quantizes them again. The result differs
 from the float network by about 1e-4 of each layer's range — a slightly different network,
-which encoder and decoder compute identically. Means are then snapped to their 1/256 grid and
-scales to the table as before (:mod:`liclab.models.base`).
+which encoder and decoder compute identically.
 
 Supported layers: ``Conv2d`` (any kernel and padding, stride 1, masks such as
 ``CheckerboardMaskedConv2d`` included), ``ConvTranspose2d`` (as a sub-pixel
-convolution), ``ReLU``, ``LeakyReLU``, ``Identity``, and ``Sequential``
+convolution), ``ReLU``, ``LeakyReLU``, ``Identity``, ``PixelShuffle``, and ``Sequential``
 of these.
 """
 
@@ -64,7 +62,7 @@ def supports(module: nn.Module) -> bool:
         return module.stride == (1, 1) and module.dilation == (1, 1) and module.groups == 1
     if isinstance(module, nn.ConvTranspose2d):
         return module.dilation == (1, 1) and module.groups == 1
-    return isinstance(module, nn.ReLU | nn.LeakyReLU | nn.Identity)
+    return isinstance(module, nn.ReLU | nn.LeakyReLU | nn.Identity | nn.PixelShuffle)
 
 
 def _run(module: nn.Module, x: Tensor) -> Tensor:
@@ -84,6 +82,8 @@ def _run(module: nn.Module, x: Tensor) -> Tensor:
         return F.leaky_relu(x, module.negative_slope)
     if isinstance(module, nn.Identity):
         return x
+    if isinstance(module, nn.PixelShuffle):  # moves values only
+        return F.pixel_shuffle(x, module.upscale_factor)
     raise TypeError(f"integer_net cannot run {type(module).__name__} ({module})")
 
 
