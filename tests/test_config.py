@@ -109,22 +109,12 @@ def test_eval_takes_data_as_a_value_where_training_has_a_group(tmp_path):
 @pytest.mark.slow
 def test_a_built_wheel_carries_every_config(tmp_path):
     root = ROOT.parents[3]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(root),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    source = tmp_path / "source"  # a copy: setuptools writes build/ into the tree it builds
+    shutil.copytree(root / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    done = subprocess.run([*pip, "-w", str(tmp_path), str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("liclab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
