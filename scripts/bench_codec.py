@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from liclab.entropy.gaussian import GaussianConditional
+from liclab.images import to_tensor
 
 
 class SingleGaussian(GaussianConditional):
@@ -58,7 +59,7 @@ def kodak(n: int) -> list[torch.Tensor]:
 
     root = Path(os.environ.get("LIC_DATA", "data")) / "kodak"
     images = [load_rgb(p)[0] for p in list_images(root)[:n]]
-    return [torch.from_numpy(i).permute(2, 0, 1)[None].float() / 255 for i in images]
+    return [to_tensor(i) for i in images]
 
 
 def timed(fn):
@@ -219,7 +220,7 @@ def bench_elic(args, images) -> dict:
     return result
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["gmm", "elic"])
     parser.add_argument("--images", type=int, default=3, help="the first n Kodak images")
@@ -231,7 +232,11 @@ def main():
         "--threads", type=int, default=1, help="1: stable timings on a shared machine"
     )
     parser.add_argument("--json", help="write the figures here")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     if args.what == "elic":
         args.N, args.M = args.N or 192, args.M or 320

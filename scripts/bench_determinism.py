@@ -15,19 +15,14 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from liclab.checkpoint import load_model
 from liclab.datasets import resolve_images
-from liclab.images import load_rgb
+from liclab.images import load_rgb, to_tensor, to_uint8
 from liclab.metrics import psnr
 from liclab.models.arithmetic import Float64, Integer, stable
 from liclab.models.context import Autoregressive
-
-
-def to_uint8(x) -> np.ndarray:
-    return (x[0].clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()
 
 
 def arithmetic_figures(model, x) -> dict:
@@ -46,18 +41,22 @@ def arithmetic_figures(model, x) -> dict:
     return out
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--ckpt", required=True)
     p.add_argument("--data", default="kodak")
     p.add_argument("--limit", type=int, default=8)
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = parser().parse_args()
     model, _ = load_model(args.ckpt)
     choice = hasattr(model, "context") and not isinstance(model.context, Autoregressive)
     t32, t64, arith = [], [], []
     with torch.no_grad():
         for path in resolve_images(args.data)[: args.limit]:
-            x = torch.from_numpy(load_rgb(path)[0]).permute(2, 0, 1)[None].float() / 255
+            x = to_tensor(load_rgb(path)[0])
             y_hat = torch.round(model.g_a(model._pad(x)))
             t = time.perf_counter()
             model.g_s(y_hat)

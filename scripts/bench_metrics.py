@@ -42,12 +42,16 @@ def _seconds(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=3, help="Kodak images timed per metric")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="default: the GPU when present")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
     device = pick_device(args.device)
     kodak = list_images(Path(os.environ.get("LIC_DATA", "data")) / "kodak")
     pairs = [(x, _jpeg(x)) for x in (load_rgb(p)[0] for p in kodak)]

@@ -30,7 +30,7 @@ from liclab.bitstream import Bitstream, pack
 from liclab.checkpoint import load_model, model_hash
 from liclab.datasets import resolve_images
 from liclab.entropy.coder import code_length
-from liclab.images import load_rgb
+from liclab.images import load_rgb, to_tensor
 from liclab.quantizers import Round
 
 
@@ -99,12 +99,16 @@ def measure(model, quantizer, x: torch.Tensor) -> dict[str, dict[str, float]]:
     return out
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--ckpt", required=True)
     p.add_argument("--data", default="kodak", help="a folder, or a dataset name (kodak)")
     p.add_argument("--images", type=int, default=24, help="the first N images")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = parser().parse_args()
     model, config = load_model(args.ckpt)
     quantizer = Round()
     if config.get("quantizer"):
@@ -116,7 +120,7 @@ def main():
     total: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     with torch.no_grad():
         for path in paths:
-            x = torch.from_numpy(load_rgb(path)[0]).permute(2, 0, 1)[None].float() / 255
+            x = to_tensor(load_rgb(path)[0])
             for name, figures in measure(model, quantizer, x).items():
                 for k, v in figures.items():
                     total[name][k] += v

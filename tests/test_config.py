@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from liclab import LiclabError, configs
+from liclab.checkpoint import build_model
 
 from conftest import compose
 
@@ -38,14 +39,15 @@ def test_every_option_resolves_and_instantiates(group, option, tmp_path):
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     if group == "trainer" and cfg.trainer.accelerator not in ("cpu", "auto"):
         assert cfg.trainer._target_ == "lightning.Trainer"  # needs the hardware to build
-    elif group in ("model", "quantizer", "loss", "data", "trainer"):
-        extra = {"model": {"N": 8, "M": 12}, "trainer": {"logger": False}}.get(group, {})
-        instantiate(cfg[group], **extra)
+    elif group == "model":
+        build_model({**cfg.model, "N": 8, "M": 12})
+    elif group in ("quantizer", "loss", "data", "trainer"):
+        instantiate(cfg[group], **({"logger": False} if group == "trainer" else {}))
     elif group in ("logger", "callbacks"):
         for sub in (cfg.get(group) or {}).values():
             instantiate(sub)
     else:  # experiment / debug / sweep: the whole config must still build a model and a loss
-        instantiate(cfg.model, N=8, M=12)
+        build_model({**cfg.model, "N": 8, "M": 12})
         assert instantiate(cfg.loss).lmbda == cfg.lmbda
 
 
@@ -57,6 +59,8 @@ def test_lambda_comes_from_the_zoo_by_loss_class_not_file_name(tmp_path):
     # a user's own loss file, named anything, with the MS-SSIM class: the MS-SSIM ladder
     assert compose([out, "loss._target_=liclab.losses.MSSSIM"]).loss.lmbda == 16.64
     assert compose([out, "lmbda=0.02", "quality=8"]).loss.lmbda == 0.02  # a number wins
+    # a subclass of a loss in the zoo (here one a test defines) takes its parent's ladder
+    assert compose([out, "loss._target_=test_reliability.NaNAfter"]).loss.lmbda == 0.0130
     with pytest.raises(Exception, match="quality=9: MSE has qualities 1 to 8"):
         OmegaConf.to_container(compose([out, "quality=9"]), resolve=True)
 

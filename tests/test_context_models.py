@@ -7,6 +7,7 @@ import torch
 
 from liclab.entropy.gaussian import GaussianConditional
 from liclab.entropy.mixture import GaussianMixtureConditional
+from liclab.images import to_tensor
 from liclab.models.arithmetic import Float64, Integer
 from liclab.models.context import Autoregressive
 from liclab.models.elic import ELIC, paper_groups
@@ -34,7 +35,7 @@ def make(name: str):
 
 
 def as_tensor(*images):
-    return torch.stack([torch.from_numpy(i).permute(2, 0, 1).float() / 255 for i in images])
+    return torch.cat([to_tensor(i) for i in images])
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -14,6 +14,7 @@ from compressai import models as cai
 
 from liclab import LiclabError
 from liclab.checkpoint import build_model, load_model
+from liclab.images import to_tensor
 from liclab.quantizers import Round
 
 from conftest import smooth_image
@@ -52,7 +53,7 @@ def saved(model, tmp_path) -> str:
 
 
 def image(h=128, w=192):
-    return torch.from_numpy(smooth_image(h, w, seed=3)).permute(2, 0, 1)[None].float() / 255
+    return to_tensor(smooth_image(h, w, seed=3))
 
 
 def to_uint8(x):

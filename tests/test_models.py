@@ -7,6 +7,7 @@ import torch
 
 from liclab.checkpoint import build_model
 from liclab.codecs.learned import LearnedCodec
+from liclab.images import to_tensor, to_uint8
 from liclab.quantizers import STE, Mixed, Noise, SoftRound, Universal
 
 from conftest import MODEL_CONFIGS, TINY, compose, smooth_image
@@ -18,15 +19,11 @@ def tiny_model(name: str):
     return build_model(cfg.model)
 
 
-def as_tensor(img):
-    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
-
-
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 @pytest.mark.parametrize("quantizer", [Noise, STE, Mixed, Universal, SoftRound])
 def test_training_forward_backward_reaches_encoder(name, quantizer):
     model = tiny_model(name).train()
-    x = as_tensor(smooth_image(64, 64))
+    x = to_tensor(smooth_image(64, 64))
     out = model(x, quantizer().train())
     assert out["x_hat"].shape == x.shape
     assert set(out["likelihoods"]) >= {"y"}
@@ -39,7 +36,7 @@ def test_training_forward_backward_reaches_encoder(name, quantizer):
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_proxies_differ_in_training_and_agree_in_eval(name):
     model = tiny_model(name)
-    x = as_tensor(smooth_image(64, 64))
+    x = to_tensor(smooth_image(64, 64))
     outs = {}
     for q in (Noise(), STE(), Mixed()):
         torch.manual_seed(1)
@@ -59,7 +56,7 @@ def test_proxies_differ_in_training_and_agree_in_eval(name):
 def test_decompress_equals_eval_forward(name, size):
     model = tiny_model(name).eval()
     model.update(force=True)
-    x = as_tensor(smooth_image(*size))
+    x = to_tensor(smooth_image(*size))
     expected = model(x)["x_hat"].clamp(0, 1)
     c = model.compress(x)
     decoded = model.decompress(c["strings"], c["shape"], c["size"])["x_hat"]
@@ -71,7 +68,7 @@ def test_decompress_equals_eval_forward(name, size):
 def test_universal_quantization_codes_with_the_shared_dither(name):
     model = tiny_model(name).eval()
     model.update(force=True)
-    x = as_tensor(smooth_image(64, 96))
+    x = to_tensor(smooth_image(64, 96))
     q = Universal(seed=7).eval()
     expected = model(x, q)["x_hat"].clamp(0, 1)
     assert not torch.equal(expected, model(x)["x_hat"].clamp(0, 1))
@@ -85,7 +82,7 @@ def test_dithered_coding_matches_the_estimate_under_the_dither(trained_ckpt):
     table of its offset u, not the zero-offset one (which cost 18 % more bytes of y on a
     trained model)."""
     model = LearnedCodec.from_checkpoint(trained_ckpt).model
-    x = as_tensor(smooth_image(256, 384, seed=3))
+    x = to_tensor(smooth_image(256, 384, seed=3))
     q = Universal(seed=3).eval()
     with torch.no_grad():
         out = model(x, q)
@@ -103,16 +100,16 @@ def test_trained_model_bytes_match_estimate(trained_ckpt):
     codec = LearnedCodec.from_checkpoint(trained_ckpt)
     img = smooth_image(256, 384, seed=3)
     data = codec.encode(img)
-    payload = codec.model.compress(as_tensor(img))
+    payload = codec.model.compress(to_tensor(img))
     coded = sum(len(s[0]) for s in payload["strings"])
-    estimate = codec.estimate_bpp(img) * 256 * 384 / 8
+    estimate = codec.details(img, data)["est_bpp"] * 256 * 384 / 8
     assert estimate > 500, "the trained model should spend a meaningful rate"
     # rANS flushes ~4 bytes per string; the scale table costs up to ~1 %.
     assert abs(coded - estimate) <= 0.02 * estimate + 16
     assert len(data) - coded < 64  # the .lic header (model name, hash, sizes) and CRC
     decoded = codec.decode(data)
-    expected = codec.model(as_tensor(img))["x_hat"].clamp(0, 1)
-    assert (decoded == (expected[0].permute(1, 2, 0) * 255).round().byte().numpy()).all()
+    expected = codec.model(to_tensor(img))["x_hat"].clamp(0, 1)
+    assert (decoded == to_uint8(expected)).all()
 
 
 def test_dithered_bottleneck_coding_matches_the_estimate():

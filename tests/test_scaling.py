@@ -12,6 +12,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
+from liclab.checkpoint import build_model
 from liclab.configs import config_dir
 from liclab.train import train
 
@@ -36,11 +37,10 @@ def test_bf16_training_keeps_likelihoods_in_float32(image_folder, tmp_path):
     overrides = tiny_train_overrides(image_folder, tmp_path / "run", "meanscale")
     result = train(compose(overrides + ["trainer.precision=bf16-mixed"]))
     assert result["global_step"] == 2
-    from hydra.utils import instantiate
 
     from liclab.quantizers import Noise
 
-    model = instantiate(compose(overrides).model).train()
+    model = build_model(compose(overrides).model).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(torch.rand(1, 3, 64, 64), Noise().train())
     assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())

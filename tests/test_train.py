@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from liclab import LiclabError
-from liclab.checkpoint import load_model
+from liclab.checkpoint import build_model, load_model
 from liclab.train import compile_model, train
 
 from conftest import MODEL_CONFIGS, compose, tiny_train_overrides
@@ -36,10 +36,9 @@ def test_resume_continues_step_count_and_optimizer(image_folder, tmp_path):
 
 
 def test_aux_loss_reaches_only_quantiles(image_folder, tmp_path):
-    from hydra.utils import instantiate
 
     cfg = compose(tiny_train_overrides(image_folder, tmp_path))
-    model = instantiate(cfg.model)
+    model = build_model(cfg.model)
     model.aux_loss().backward()
     for n, p in model.named_parameters():
         touched = p.grad is not None and bool(p.grad.abs().sum() > 0)

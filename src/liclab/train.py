@@ -23,6 +23,7 @@ def train(cfg: DictConfig) -> dict:
     import lightning as L
     from hydra.utils import instantiate
 
+    from liclab.checkpoint import build_model
     from liclab.progress import is_terminal
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -31,7 +32,7 @@ def train(cfg: DictConfig) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
 
-    model = instantiate(cfg.model)
+    model = build_model(cfg.model)
     if cfg.get("compile"):
         compile_model(model)
     quantizer = instantiate(cfg.quantizer)

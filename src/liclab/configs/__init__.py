@@ -82,8 +82,16 @@ def _zoo(table, target: str, quality, index=None):
     (1-based) for the class that ``_target_`` names, in a table of ``experiment/paper.yaml``.
 
     Keyed by class, not by config file name, so a user's own ``loss/my_mse.yaml`` with
-    ``_target_: liclab.losses.MSE`` gets the MSE ladder."""
+    ``_target_: liclab.losses.MSE`` gets the MSE ladder, and so does a subclass of MSE."""
     cls = str(target).rsplit(".", 1)[-1]
+    if cls not in table:
+        from hydra.utils import get_class
+
+        try:
+            names = [c.__name__ for c in get_class(str(target)).__mro__]
+        except Exception:  # an unimportable _target_: instantiation will say so
+            names = []
+        cls = next((n for n in names if n in table), cls)
     if cls not in table:
         raise LiclabError(f"the paper zoo has no entry for {cls} (it has {', '.join(table)})")
     column = table[cls]
