@@ -27,3 +27,19 @@ def test_a_newer_version_is_refused():
     newer = with_version(pack(STREAM), FORMAT_VERSION + 1)
     with pytest.raises(LiclabError, match=f"^a.lic: format version {FORMAT_VERSION + 1}, "):
         unpack(newer, "a.lic")
+
+
+def test_bitstream_roundtrip_and_corruption():
+    bs = Bitstream(
+        "ScaleHyperprior", b"12345678", (512, 768), (8, 12), [b"abc", b"", b"\x00" * 300]
+    )
+    data = pack(bs)
+    assert unpack(data) == bs
+    with pytest.raises(LiclabError, match="truncated|CRC"):
+        unpack(data[:-5], "f.lic")
+    flipped = bytearray(data)
+    flipped[20] ^= 1
+    with pytest.raises(LiclabError, match="f.lic"):
+        unpack(bytes(flipped), "f.lic")
+    with pytest.raises(LiclabError, match="not a liclab bitstream"):
+        unpack(b"\x89PNG....", "f.lic")

@@ -60,7 +60,7 @@ def test_lambda_comes_from_the_zoo_by_loss_class_not_file_name(tmp_path):
     assert compose([out, "loss._target_=liclab.losses.MSSSIM"]).loss.lmbda == 16.64
     assert compose([out, "lmbda=0.02", "quality=8"]).loss.lmbda == 0.02  # a number wins
     # a subclass of a loss in the zoo (here one a test defines) takes its parent's ladder
-    assert compose([out, "loss._target_=test_reliability.NaNAfter"]).loss.lmbda == 0.0130
+    assert compose([out, "loss._target_=test_lit.NaNAfter"]).loss.lmbda == 0.0130
     with pytest.raises(Exception, match="quality=9: MSE has qualities 1 to 8"):
         OmegaConf.to_container(compose([out, "quality=9"]), resolve=True)
 

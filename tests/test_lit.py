@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
+import pytest
 import torch
 
+from liclab import LiclabError
 from liclab.lit import PlainProgress, _not_for_users, wandb_logger
+from liclab.losses import MSE
 from liclab.train import train
 
 from conftest import compose, tiny_train_overrides
@@ -48,3 +51,31 @@ def test_lightning_advertisements_are_dropped():
 def test_wandb_logger_does_not_pass_the_retired_anonymous_setting(tmp_path):
     logger = wandb_logger(save_dir=str(tmp_path), offline=True, project="p")
     assert "anonymous" not in logger._wandb_init and logger._wandb_init["project"] == "p"
+
+
+class NaNAfter(MSE):
+    """An MSE loss that turns non-finite from step ``start`` on (to test the guard)."""
+
+    def __init__(self, lmbda: float, start: int):
+        super().__init__(lmbda)
+        self.start, self.calls = start, 0
+
+    def forward(self, out, x):
+        terms = super().forward(out, x)
+        self.calls += 1
+        if self.training and self.calls > self.start:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
+def test_non_finite_loss_is_skipped_then_stops(image_folder, tmp_path, caplog):
+    overrides = tiny_train_overrides(image_folder, tmp_path / "run", steps=50)
+    overrides += [
+        "loss._target_=test_lit.NaNAfter",
+        "+loss.start=3",
+        "module.max_bad_steps=4",
+    ]
+    cfg = compose(overrides)
+    with pytest.raises(LiclabError, match="4 consecutive non-finite losses"):
+        train(cfg)
+    assert "non-finite loss" in caplog.text

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 
@@ -91,3 +97,34 @@ def test_compile_switch_trains_a_model_that_matches_eager(image_folder, tmp_path
     assert torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5)
     for k in a["likelihoods"]:
         assert torch.allclose(a["likelihoods"][k], b["likelihoods"][k], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_finishes_at_the_right_step(image_folder, tmp_path):
+    out = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "liclab.cli.train",
+        *tiny_train_overrides(image_folder, out, steps=400),
+        "callbacks.last.every_n_train_steps=5",
+        f"hydra.run.dir={out}",
+    ]
+    last = out / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The event, not a time: the first periodic checkpoint on disk (renamed into place whole).
+    # The deadline only keeps a broken run from hanging the suite.
+    deadline = time.monotonic() + 600
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"training ended before its first checkpoint: {proc.stderr.read()}"
+    assert last.exists(), "no checkpoint within 10 minutes"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, weights_only=False)["global_step"]
+    assert 5 <= killed_at < 400
+    resume = [a if not a.startswith("trainer.max_steps") else "trainer.max_steps=420" for a in args]
+    done = subprocess.run(resume + ["ckpt_path=auto"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert torch.load(last, weights_only=False)["global_step"] == 420
+    assert not list(last.parent.glob(".*.tmp")), "no temporary checkpoint left behind"

@@ -47,6 +47,6 @@ disagree, and each is removed:
 
 The reconstruction x̂ follows the same rule: g_s runs in float64 when decoding unless the
 user trades bit-exactness across machines for speed
-(``CompressionModel.exact_synthesis``). ``tests/test_reliability.py`` and the model tests
+(``CompressionModel.exact_synthesis``). ``tests/test_learned.py`` and the model tests
 decode in other processes and thread counts and compare bit for bit.
 """
