@@ -91,7 +91,7 @@ def test_dithered_coding_matches_the_estimate_under_the_dither(trained_ckpt):
         decoded = model.decompress(payload["strings"], payload["shape"], payload["size"], q)
     z_estimate = float(-torch.log2(out["likelihoods"]["z"]).sum()) / 8
     assert y_estimate > 500
-    assert abs(len(payload["strings"][0][0]) - y_estimate) <= 0.02 * y_estimate + 16
+    assert abs(len(payload["strings"][0][0]) - y_estimate) <= 0.01 * y_estimate + 16
     assert abs(len(payload["strings"][1][0]) - z_estimate) <= 0.02 * z_estimate + 8
     assert torch.equal(decoded["x_hat"], out["x_hat"].clamp(0, 1))
 
@@ -104,8 +104,8 @@ def test_trained_model_bytes_match_estimate(trained_ckpt):
     coded = sum(len(s[0]) for s in payload["strings"])
     estimate = codec.details(img, data)["est_bpp"] * 256 * 384 / 8
     assert estimate > 500, "the trained model should spend a meaningful rate"
-    # rANS flushes ~4 bytes per string; the scale table costs up to ~1 %.
-    assert abs(coded - estimate) <= 0.02 * estimate + 16
+    # each coder's termination costs up to ~8 bytes per string; per-element CDFs ~nothing
+    assert abs(coded - estimate) <= 0.01 * estimate + 16, (coded, estimate)
     assert len(data) - coded < 64  # the .lic header (model name, hash, sizes) and CRC
     decoded = codec.decode(data)
     expected = codec.model(to_tensor(img))["x_hat"].clamp(0, 1)

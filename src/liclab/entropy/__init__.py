@@ -40,10 +40,11 @@ disagree, and each is removed:
    for its scale table, a float32 density network for the bottleneck), and vectorised
    float32 kernels differ in the last bit between CPUs (AVX2 and AVX-512 builds of one
    function are not bit-identical): a pmf one ulp off moves a quantised frequency with
-   probability ~1e-3. liclab builds every table in float64 and quantises it in exact
-   integer arithmetic (conditionals) or rounds the pmf to float32 only where CompressAI's
-   quantisation takes it (bottleneck): two float64 implementations, a few ulps of 1e-16
-   apart, then agree unless a value lies within ~1e-16 of a rounding boundary.
+   probability ~1e-3. liclab computes every pmf in float64 and quantises it with one
+   rounding (conditionals: ⌊p·(2¹⁶ − L − 1)⌋, then integer arithmetic; bottleneck: the
+   float32 value CompressAI's quantisation takes): two float64 implementations, a few ulps
+   of 1e-16 apart, then agree unless a value lies within ~1e-16 of a rounding boundary
+   (``tests/test_mixture.py`` rebuilds frequencies with the C library's erfc).
 
 The reconstruction x̂ follows the same rule: g_s runs in float64 when decoding unless the
 user trades bit-exactness across machines for speed
