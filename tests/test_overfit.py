@@ -248,3 +248,30 @@ def test_bilinear_upsampling_is_interpolation_to_full_size():
     assert torch.equal(out[:, 0:1], y[0])
     ref = F.interpolate(y[2], size=SIZE, mode="bilinear", align_corners=False)
     assert torch.equal(out[:, 2:3], ref)
+
+
+def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(monkeypatch):
+    from liclab.overfit import mlp
+
+    monkeypatch.setattr(mlp, "CHUNK", 4)  # several chunks and a ragged last one
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(11, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    shapes = [(5, 5), (3, 5), (2, 3)]
+    weights = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
+    biases = [
+        torch.randn(s[0], generator=g, dtype=torch.float64, requires_grad=True) for s in shapes
+    ]
+    residual, relu = [True, False, False], [True, True, False]
+
+    def reference(x, *params):
+        a = x
+        for w, b, res, act in zip(params[:3], params[3:], residual, relu, strict=True):
+            a = a @ w.t() + b + (a if res else 0)
+            a = a.relu() if act else a
+        return a
+
+    out = mlp.pointwise_mlp(x, weights, biases, residual, relu)
+    assert torch.allclose(out, reference(x, *weights, *biases))
+    assert torch.autograd.gradcheck(
+        lambda x, *p: mlp.pointwise_mlp(x, p[:3], p[3:], residual, relu), (x, *weights, *biases)
+    )

@@ -13,7 +13,6 @@ best state. The loss is :class:`liclab.overfit.loss.CoolChicMSE` (MSE + λ·bpp,
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -135,53 +134,71 @@ def fit(
     if x.dim() != 4 or x.shape[:2] != (1, 3):
         raise ValueError(f"fit: expected one RGB image (3, H, W), got {tuple(image.shape)}")
     size = tuple(x.shape[-2:])
-    loss = CoolChicMSE(lmbda)
-    run = _Run(x, loss, schedule, log_every)
 
-    def build(i: int) -> CoolChic:
+    def initial_state(i: int) -> dict[str, Tensor]:
         torch.manual_seed(seed + i)
-        m = model(size=size).to(device)
-        if compile:
-            m.rate_and_decode = torch.compile(m.rate_and_decode)
-        return m
+        return model(size=size).state_dict()
 
+    # One model object trains every candidate in turn (their states are swapped in), so that
+    # torch.compile compiles once.
+    work = model(size=size).to(device)
+    log.info("%s", describe(work))
+    run = Fitter(x, CoolChicMSE(lmbda), schedule, log_every, work, compile)
     if schedule.warmup:
-        pool = [build(i) for i in range(schedule.warmup.candidates[0])]
-        log.info("%s", describe(pool[0]))
-        for r, n in enumerate(schedule.warmup.candidates):
-            pool = sorted(pool, key=run.validation_loss)[:n]
-            for c, m in enumerate(pool):
-                run.phase(m, schedule.warmup.phase, f"warm-up {r + 1}.{c + 1}/{n}")
-        best = min(pool, key=run.validation_loss)
+        warm = schedule.warmup
+        pool = [(math.inf, initial_state(i)) for i in range(warm.candidates[0])]
+        for r, n in enumerate(warm.candidates):
+            pool = sorted(pool, key=lambda entry: entry[0])[:n]
+            pool = [
+                run.phase(state, warm.phase, f"warm-up {r + 1}.{c + 1}/{n}")
+                for c, (_, state) in enumerate(pool)
+            ]
+        state = min(pool, key=lambda entry: entry[0])[1]
     else:
-        best = build(0)
-        log.info("%s", describe(best))
-    run.phase(best, schedule.main, "main")
+        state = initial_state(0)
+    _, state = run.phase(state, schedule.main, "main")
     if schedule.final:
-        run.phase(best, schedule.final, "final")
-    best.eval()
-    stats = run.validate(best)
+        _, state = run.phase(state, schedule.final, "final")
+    work.load_state_dict(state)
+    stats = run.validate()
     stats.update(iterations=run.done, seconds=run.seconds, s_per_iteration=run.seconds / run.done)
     log.info(
         "done: %.4f bpp (latents, estimate), %.3f dB, %d iterations in %.0f s (%.3f s/it)",
         stats["bpp"], stats["psnr"], run.done, run.seconds, stats["s_per_iteration"],
     )  # fmt: skip
-    return Fit(best, stats, run.history)
+    return Fit(work.eval(), stats, run.history)
 
 
-class _Run:
-    """The state of one fit: the image, loss, clock, iteration count and history."""
+class Fitter:
+    """The state of one fit: the image, loss, the model being trained, clock and history."""
 
-    def __init__(self, x: Tensor, loss: CoolChicMSE, schedule: Schedule, log_every: int):
+    def __init__(
+        self,
+        x: Tensor,
+        loss: CoolChicMSE,
+        schedule: Schedule,
+        log_every: int,
+        model: CoolChic,
+        compile: bool,
+    ):
         self.x, self.loss, self.schedule, self.log_every = x, loss, schedule, log_every
+        self.model = model
+        # the proxy stays outside the compiled graph: its annealed floats would recompile it
+        self.rate_and_decode = torch.compile(model.rate_and_decode) if compile else None
         self.total, self.done, self.seconds = schedule.iterations, 0, 0.0
         self.history: list[dict] = []
 
+    def forward(self, q: Quantizer) -> dict:
+        if self.rate_and_decode is None:
+            return self.model(q)
+        likelihoods, x_hat = self.rate_and_decode(*self.model.latents(q))
+        return {"x_hat": x_hat, "likelihoods": likelihoods}
+
     @torch.no_grad()
-    def validate(self, model: CoolChic) -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
         """Loss, bpp (latents' estimate), MSE and 8-bit PSNR under true rounding."""
-        was_training, q = model.training, self.schedule.coding_quantizer
-        q_training = q.training
+        model, q = self.model, self.schedule.coding_quantizer
+        was_training, q_training = model.training, q.training
         out = model.eval()(q.eval())
         model.train(was_training)
         q.train(q_training)
@@ -194,15 +211,16 @@ class _Run:
             "psnr": 10 * math.log10(255.0**2 / mse8) if mse8 > 0 else math.inf,
         }
 
-    def validation_loss(self, model: CoolChic) -> float:
-        return self.validate(model)["loss"]
-
-    def phase(self, model: CoolChic, phase: Phase, name: str) -> None:
-        """Train ``model`` in place through ``phase``; it ends on the best validated state."""
+    def phase(
+        self, state: dict[str, Tensor], phase: Phase, name: str
+    ) -> tuple[float, dict[str, Tensor]]:
+        """Train from ``state`` through ``phase``; returns the best validated (loss, state)."""
+        model = self.model
+        model.load_state_dict(state)
         model.train()
         q = phase.quantizer.train()
         opt = torch.optim.Adam(model.parameters(), lr=phase.lr)
-        best = (self.validation_loss(model), copy.deepcopy(model.state_dict()))
+        best = (self.validate()["loss"], _copy(model))
         self.history.append(
             {"phase": name, "iteration": self.done, "kind": "start", "loss": best[0]}
         )
@@ -213,37 +231,46 @@ class _Run:
             if phase.cosine:
                 for group in opt.param_groups:
                     group["lr"] = 0.5 * phase.lr * (1 + math.cos(math.pi * i / phase.iterations))
-            opt.zero_grad(set_to_none=True)
-            terms = self.loss(model(q), self.x)
-            terms["loss"].backward()
-            if self.schedule.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.schedule.grad_clip)
-            opt.step()
+            terms = self.step(q, opt)
             self.done += 1
             if self.done % self.log_every == 0:
                 self._log(name, terms, start)
             if (i + 1) % every == 0 or i + 1 == phase.iterations:
-                record = self.validate(model)
+                record = self.validate()
                 record.update(phase=name, iteration=self.done, kind="validation")
                 self.history.append(record)
                 if record["loss"] < best[0]:
-                    best = (record["loss"], copy.deepcopy(model.state_dict()))
+                    best = (record["loss"], _copy(model))
         self.seconds += time.perf_counter() - start
-        model.load_state_dict(best[1])
         self.history.append(
             {"phase": name, "iteration": self.done, "kind": "kept", "loss": best[0]}
         )
+        return best
+
+    def step(self, q: Quantizer, opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+        """One iteration: forward under ``q``, loss, backward, clipping, optimiser step."""
+        opt.zero_grad(set_to_none=True)
+        terms = self.loss(self.forward(q), self.x)
+        terms["loss"].backward()
+        if self.schedule.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.schedule.grad_clip)
+        opt.step()
+        return terms
 
     def _log(self, name: str, terms: dict, start: float) -> None:
         elapsed = self.seconds + time.perf_counter() - start
         rate = self.done / elapsed
-        mse = float(terms["mse"])
+        mse = terms["mse"].item()
         log.info(
             "%d/%d %s: loss %.6f, bpp %.4f, PSNR %.2f dB (proxy); %.2f it/s, ETA %s",
-            self.done, self.total, name, float(terms["loss"]), float(terms["bpp"]),
+            self.done, self.total, name, terms["loss"].item(), terms["bpp"].item(),
             10 * math.log10(1 / mse) if mse > 0 else math.inf, rate,
             _duration((self.total - self.done) / rate),
         )  # fmt: skip
+
+
+def _copy(model: CoolChic) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _duration(seconds: float) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from liclab.overfit.mlp import pointwise_mlp
 
 
 class Synthesis(nn.Module):
@@ -25,7 +28,7 @@ class Synthesis(nn.Module):
         residual_layers: residual 3×3 layers on the output channels (initialised to zero:
             identity).
         out_channels: 3 for RGB.
-        activation: the non-linearity (an ``nn.Module``; ReLU if None).
+        activation: the non-linearity (an ``nn.Module``; in-place ReLU if None).
     """
 
     def __init__(
@@ -47,15 +50,29 @@ class Synthesis(nn.Module):
         for conv in self.residual:
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
-        self.activation = activation if activation is not None else nn.ReLU()
+        self.activation = activation if activation is not None else nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        for i, conv in enumerate(self.pointwise):
-            x = conv(x)
-            if i < len(self.pointwise) - 1:
-                x = self.activation(x)
+        _, c, h, w = x.shape
+        if isinstance(self.activation, nn.ReLU):
+            # (H·W, C) rows: a view of channels-last input, and the output is channels-last
+            layers = self.pointwise
+            x = pointwise_mlp(
+                x.permute(0, 2, 3, 1).reshape(h * w, c),
+                [conv.weight.flatten(1) for conv in layers],
+                [conv.bias for conv in layers],
+                residual=[False] * len(layers),
+                relu=[i < len(layers) - 1 for i in range(len(layers))],
+            )
+            x = x.view(1, h, w, -1).permute(0, 3, 1, 2)
+        else:
+            for i, conv in enumerate(self.pointwise):
+                x = conv(x)
+                if i < len(self.pointwise) - 1:
+                    x = self.activation(x)
+        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast 3-channel case
         for i, conv in enumerate(self.residual):
-            x = conv(F.pad(x, (1, 1, 1, 1), mode="replicate")) + x
+            x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), conv.weight, conv.bias) + x
             if i < len(self.residual) - 1:
                 x = self.activation(x)
         return x
