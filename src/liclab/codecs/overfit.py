@@ -1,0 +1,173 @@
+"""An overfitted codec (Cool-chic, C3) as a :class:`~liclab.codecs.base.Codec`."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import liclab
+
+
+class OverfitCodec:
+    """Encode = fit a Cool-chic / C3 model to the image (:func:`liclab.overfit.encode.fit`),
+    quantise its networks (:func:`liclab.overfit.params.search`) and write the self-contained
+    ``.lic`` file (:mod:`liclab.overfit.coding`); decode = read the file, nothing else (no
+    checkpoint, no config). Ladune et al. 2023, Cool-chic, arXiv:2212.05458; Leguay et al.
+    2023, arXiv:2307.12706; Kim et al. 2024, C3, arXiv:2312.02753.
+
+    Cheap to build and to pickle (the evaluator sends codecs to worker processes): nothing is
+    instantiated until :meth:`encode`.
+
+    Args:
+        model: the preset: a callable building a :class:`~liclab.overfit.model.CoolChic` from
+            ``size=(H, W)`` (Hydra's partial of ``configs/overfit/coolchic_hop.yaml``), or
+            that config as a mapping (instantiated on use).
+        schedule: a :class:`~liclab.overfit.encode.Schedule`, or its config as a mapping.
+        lmbda: λ in Cool-chic's convention (loss = MSE + λ·bpp).
+        seed: seeds the fit.
+        device: where the fit runs ("cpu", "cuda"); the file is the same kind either way.
+        name: the curve name.
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any] | Mapping,
+        schedule: Any,
+        lmbda: float,
+        seed: int = 0,
+        device: str = "cpu",
+        name: str = "coolchic",
+    ):
+        self.model, self.schedule = model, schedule
+        self.lmbda, self.seed, self.device, self.name = float(lmbda), seed, device, name
+        self.setting = f"lmbda={self.lmbda:g}"
+        self._details: dict[str, dict[str, float]] = {}
+
+    @classmethod
+    def from_configs(cls, preset: str, schedule: str, lmbda: float, **kwargs) -> OverfitCodec:
+        """From the names of ``configs/overfit/`` files, e.g. ``("coolchic_hop",
+        "schedule_coolchic", 1e-3)``, or paths to such YAML files."""
+        from omegaconf import OmegaConf
+
+        def load(name: str) -> dict:
+            path = Path(name)
+            if not path.suffix:
+                from liclab.cli import config_dir
+
+                path = Path(config_dir()) / "overfit" / f"{name}.yaml"
+            return OmegaConf.to_container(OmegaConf.load(path))
+
+        return cls(load(preset), load(schedule), lmbda, **kwargs)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_details": {}}
+
+    def version(self) -> str:
+        key = [
+            _fingerprint(self.model),
+            _fingerprint(self.schedule),
+            self.lmbda,
+            self.seed,
+            self.device,
+            liclab.__version__,
+        ]
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return f"overfit-{digest}"
+
+    def encode(self, image: np.ndarray) -> bytes:
+        import torch
+
+        from liclab.overfit import coding, params
+        from liclab.overfit.encode import fit
+        from liclab.quantizers import Universal
+
+        model, schedule = _instantiated(self.model), _instantiated(self.schedule)
+        if isinstance(schedule.coding_quantizer, Universal):
+            raise liclab.LiclabError(
+                "overfitted codec: the bitstream carries round(gain·y); a schedule ending in "
+                "universal quantization (a shared dither) cannot be coded"
+            )
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+        result = fit(x, model, self.lmbda, schedule, device=self.device, seed=self.seed)
+        fitted = result.model.cpu().eval()
+        y_hat = fitted.rounded_latents()
+        groups, search_s = params.search(fitted, x[None], self.lmbda, y_hat)
+        encoded = coding.encode(fitted, groups)
+        pixels = image.shape[0] * image.shape[1]
+        details = {
+            "est_bpp": result.stats["bpp"],
+            "fit_psnr": result.stats["psnr"],
+            "fit_s": result.stats["seconds"],
+            "s_per_iteration": result.stats["s_per_iteration"],
+            "quantize_s": search_s,
+        }
+        for part, n in encoded.bytes.items():
+            details[f"bytes_{part}"] = float(n)
+        for part, bits in encoded.bits.items():
+            details[f"est_bits_{part}"] = bits
+        details["est_bpp_quantized"] = sum(encoded.bits.values()) / pixels
+        key = hashlib.sha256(encoded.data).hexdigest()
+        self._details = {key: details}  # the evaluator asks right after encoding
+        return encoded.data
+
+    def decode(self, data: bytes, name: str = "bitstream") -> np.ndarray:
+        from liclab.overfit import coding
+
+        return coding.decode(data, name)
+
+    def details(self, image: np.ndarray, data: bytes) -> dict[str, float]:
+        """Figures of the encode that made ``data`` (this process's last one): the loss's
+        rate estimate ``est_bpp`` (latents, before the networks were quantised), real bytes
+        per part (``bytes_header``, ``bytes_arm``, ``bytes_upsampling``,
+        ``bytes_synthesis``, ``bytes_latents``), ideal bits per part under the coding
+        tables (``est_bits_*``, latents with the quantised networks), ``est_bpp_quantized``
+        (their sum per pixel), the fit's PSNR and seconds, and the quantisation search's
+        seconds. Of another encode, only the byte counts (read from ``data``)."""
+        key = hashlib.sha256(data).hexdigest()
+        if key in self._details:
+            return dict(self._details[key])
+        from liclab.overfit import coding
+
+        return {f"bytes_{k}": float(v) for k, v in coding.part_sizes(data).items()}
+
+
+def _instantiated(obj):
+    if isinstance(obj, Mapping):
+        from hydra.utils import instantiate
+
+        return instantiate(obj)
+    return obj
+
+
+def _fingerprint(obj) -> Any:
+    """A JSON-able description of a config or object graph (partials, dataclasses, modules
+    and their plain attributes), for :meth:`OverfitCodec.version`."""
+    if isinstance(obj, Mapping):
+        return {str(k): _fingerprint(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_fingerprint(v) for v in obj]
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    if isinstance(obj, functools.partial):
+        return {
+            "partial": _fingerprint(obj.func),
+            "args": _fingerprint(list(obj.args)),
+            "kwargs": _fingerprint(obj.keywords),
+        }
+    if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if dataclasses.is_dataclass(obj):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return {type(obj).__qualname__: _fingerprint(fields)}
+    if not hasattr(obj, "__dict__"):
+        return repr(obj)
+    plain = {k: v for k, v in vars(obj).items() if not k.startswith("_") and k != "training"}
+    children = getattr(obj, "_modules", {})
+    return {type(obj).__qualname__: _fingerprint({**plain, **children})}
