@@ -209,9 +209,9 @@ def test_the_integer_arm_equals_the_float_arm_within_two_to_the_minus_ten():
     )
     with torch.no_grad():
         mu, scale = arm.mlp(ctx)
-    o = exact_arm(ctx.double().numpy())
-    mu_exact = (o[:, 0] - laplace.MU_STEPS // 2) / laplace.MU_STEPS
-    log_scale = o[:, 1] / laplace.SCALE_STEPS + LOG_SCALE_RANGE[0]
+    o = exact_arm(np.concatenate([np.ones((len(ctx), 1)), ctx.double().numpy()], axis=1))
+    mu_exact = (o[:, 0] - laplace.MU_OFFSET) / laplace.MU_STEPS
+    log_scale = (o[:, 1] - laplace.SCALE_ORIGIN) / laplace.SCALE_STEPS
     inside = (log_scale > LOG_SCALE_RANGE[0]) & (log_scale < LOG_SCALE_RANGE[1])
     assert np.abs(mu_exact - mu.double().numpy()).max() < 2.0**-10
     assert np.abs(log_scale - np.log(scale.double().numpy()))[inside].max() < 2.0**-10
@@ -255,35 +255,42 @@ def test_every_context_value_is_decoded_at_an_earlier_wavefront_step(context, co
     assert wavefront.steps == 13 + wavefront.k * 8 + (2 * (wavefront.k + 2) if coarse else 0)
 
 
-def test_wavefront_coding_round_trips_with_escapes_and_coarse_contexts():
-    _, exact_arm = randomised_arm(context=8, hidden=1, coarse=4)
+@pytest.mark.parametrize(
+    ("context", "coarse", "rounding"), [(24, 0, None), (8, 4, None), (8, 0, 12)]
+)
+def test_wavefront_coding_round_trips_with_escapes(context, coarse, rounding):
+    arm, _ = randomised_arm(context=context, hidden=1, coarse=coarse)
+    weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
+    biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
+    exact_arm = exact.ExactARM(weights, biases, rounding)
     shapes = [(12, 20), (6, 10), (3, 5)]
-    wavefront = Wavefront(shapes, 8, 4)
+    wavefront = Wavefront(shapes, context, coarse)
     y = random_latents(shapes, spread=3.0)
-    y[0][2, 3], y[1][1, 1], y[2][0, 0] = 5000, -70000, 3  # far outside any table
+    y[0][2, 3], y[0][5, 5], y[1][1, 1], y[2][0, 0] = 5000, 40, -70000, 3  # past the tables
     data = wavefront.encode(y, exact_arm)
-    assert all(
-        np.array_equal(a, b) for a, b in zip(y, wavefront.decode(data, exact_arm), strict=True)
-    )
+    decoded = wavefront.decode(data, exact_arm)
+    assert all(np.array_equal(a, b) for a, b in zip(y, decoded, strict=True))
     mq, s = wavefront.parameters(y, exact_arm)
     est = laplace.bits(wavefront.symbols(y), mq, s)
     assert abs(8 * len(data) - est) <= 0.02 * est + 64
 
 
 def test_laplace_tables_do_not_depend_on_the_last_bits_of_exp():
-    reference = {c: laplace.bank(c)[1] for c in sorted(set(laplace.CLASSES.tolist()))}
+    scales = np.arange(laplace.NUM_SCALES)
+    s = np.repeat(scales, laplace.MU_STEPS)
+    m = np.tile(np.arange(-laplace.MU_STEPS // 2, laplace.MU_STEPS // 2), len(scales))
+    tails = {c: laplace.tail_bank(c) for c in np.unique(laplace.CLASSES).tolist()}
     for factor in (1 + 2.0**-49, 1 - 2.0**-49):  # off by a few ulps wherever e^x is inexact
 
         def exp(x, f=factor):
             return np.where(x == 0, 1.0, np.exp(x) * f)
 
-        for cls, probs in reference.items():
+        assert np.array_equal(laplace.window_table(s, m, exp) / 2**16, laplace.window_bank())
+        for cls, (_, probs) in tails.items():
             scales = np.flatnonzero(laplace.CLASSES == cls)
-            s = np.repeat(scales, laplace.MU_STEPS)
-            m = np.tile(np.arange(-laplace.MU_STEPS // 2, laplace.MU_STEPS // 2), len(scales))
-            freq = laplace.table(s, m, cls, exp=exp)
-            assert np.array_equal(freq / 2**16, probs), cls
-    assert all((probs > 0).all() and (probs.sum(1) == 1).all() for probs in reference.values())
+            assert np.array_equal(laplace.tail_table(scales, cls, exp) / 2**16, probs), cls
+    for probs in [laplace.window_bank(), *(p for _, p in tails.values())]:
+        assert (probs > 0).all() and (probs.sum(1) == 1).all()
 
 
 def test_gelu_table_entries_are_far_from_rounding_ties():
@@ -305,10 +312,11 @@ def test_exact_upsampling_equals_the_models_on_dyadic_values():
         for k in learned.kernels:  # three fraction bits: nothing to round on the 2^-12 grid
             k.copy_(torch.round(k * 8) / 8)
     kernels = [k.detach() for k in learned.kernels]
-    assert torch.equal(exact.learned_upsampling(y, kernels), learned(y))
+    size = tuple(y[0].shape[-2:])
+    assert torch.equal(exact.upsampled(y[1:], size, kernels), learned(y)[:, 1:])
     assert torch.equal(exact.upsample2(y[1].clone(), kernels[0]), upsample2(y[1], kernels[0]))
-    reference = BilinearUpsampling(levels=3)(y)
-    assert (exact.bilinear_upsampling(y) - reference).abs().max() < 2e-3
+    reference = BilinearUpsampling(levels=3)(y)[:, 1:]
+    assert (exact.upsampled(y[1:], size, None) - reference).abs().max() < 2e-3
 
 
 def test_the_codec_is_picklable_and_writes_a_self_contained_file():

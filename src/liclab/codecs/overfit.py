@@ -82,9 +82,11 @@ class OverfitCodec:
         return f"overfit-{digest}"
 
     def encode(self, image: np.ndarray) -> bytes:
-        import torch
+        return self.write(self.fit(image), image)
 
-        from liclab.overfit import coding, params
+    def fit(self, image: np.ndarray):
+        """The optimisation alone: a :class:`liclab.overfit.encode.Fit` of the image (uint8
+        HxWx3), its model in eval mode on the CPU."""
         from liclab.overfit.encode import fit
         from liclab.quantizers import Universal
 
@@ -94,18 +96,29 @@ class OverfitCodec:
                 "overfitted codec: the bitstream carries round(gain·y); a schedule ending in "
                 "universal quantization (a shared dither) cannot be coded"
             )
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
-        result = fit(x, model, self.lmbda, schedule, device=self.device, seed=self.seed)
-        fitted = result.model.cpu().eval()
-        y_hat = fitted.rounded_latents()
-        groups, search_s = params.search(fitted, x[None], self.lmbda, y_hat)
-        encoded = coding.encode(fitted, groups)
+        result = fit(
+            _tensor(image), model, self.lmbda, schedule, device=self.device, seed=self.seed
+        )
+        result.model = result.model.cpu().eval()
+        return result
+
+    def write(self, fitted, image: np.ndarray) -> bytes:
+        """The file of a :meth:`fit` of ``image``: its networks quantised
+        (:func:`liclab.overfit.params.search`), then everything coded
+        (:func:`liclab.overfit.coding.encode`)."""
+        from liclab.overfit import coding, params
+
+        model = fitted.model
+        groups, search_s = params.search(
+            model, _tensor(image)[None], self.lmbda, model.rounded_latents()
+        )
+        encoded = coding.encode(model, groups)
         pixels = image.shape[0] * image.shape[1]
         details = {
-            "est_bpp": result.stats["bpp"],
-            "fit_psnr": result.stats["psnr"],
-            "fit_s": result.stats["seconds"],
-            "s_per_iteration": result.stats["s_per_iteration"],
+            "est_bpp": fitted.stats["bpp"],
+            "fit_psnr": fitted.stats["psnr"],
+            "fit_s": fitted.stats["seconds"],
+            "s_per_iteration": fitted.stats["s_per_iteration"],
             "quantize_s": search_s,
         }
         for part, n in encoded.bytes.items():
@@ -113,8 +126,7 @@ class OverfitCodec:
         for part, bits in encoded.bits.items():
             details[f"est_bits_{part}"] = bits
         details["est_bpp_quantized"] = sum(encoded.bits.values()) / pixels
-        key = hashlib.sha256(encoded.data).hexdigest()
-        self._details = {key: details}  # the evaluator asks right after encoding
+        self._details = {hashlib.sha256(encoded.data).hexdigest(): details}
         return encoded.data
 
     def decode(self, data: bytes, name: str = "bitstream") -> np.ndarray:
@@ -136,6 +148,12 @@ class OverfitCodec:
         from liclab.overfit import coding
 
         return {f"bytes_{k}": float(v) for k, v in coding.part_sizes(data).items()}
+
+
+def _tensor(image: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255
 
 
 def _instantiated(obj):

@@ -11,6 +11,7 @@ The container is liclab's (:mod:`liclab.bitstream`); its fields are used so::
                    L, K, hidden layers, C, upsampling kernel (0: bilinear),
                    number of synthesis hidden layers, their widths, residual layers,
                    activation (0 ReLU, 1 GELU),
+                   the ARM's rounding bits F (0: none; :class:`~liclab.overfit.exact.ExactARM`),
                    then per parameter group (:func:`liclab.overfit.params.groups` order):
                    step exponent e, coding scale index S, raw low bits r
     strings      one range-coded string per network that has parameters (arm, upsampling,
@@ -28,13 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from liclab import LiclabError
 from liclab.bitstream import Bitstream, pack, unpack
 from liclab.codecs.learned import to_uint8
 from liclab.overfit import exact, laplace, params
 from liclab.overfit.arm import ARM
+from liclab.overfit.decoder import Decoder
 from liclab.overfit.latents import grid_shapes
 from liclab.overfit.model import CoolChic
 from liclab.overfit.synthesis import Synthesis
@@ -158,15 +160,22 @@ def encode(model: CoolChic, groups: list[params.Group]) -> Encoded:
     arch = Architecture.of(model)
     y_hat = [y[0, 0].double().numpy() for y in model.rounded_latents()]
     wavefront = Wavefront(model.latents.shapes, arch.context, arch.coarse)
-    arm, decode_image = _networks(arch, groups)
+    for rounding in (0, exact.ARM_BITS):  # no rounding if every sum is exact without
+        decoder = _decoder(arch, groups, rounding)
+        try:
+            latents = wavefront.encode(y_hat, decoder.arm)
+            break
+        except ValueError:
+            if rounding:
+                raise
     modules = list(dict.fromkeys(g.module for g in groups))
     strings = [params.encode([g for g in groups if g.module == m]) for m in modules]
-    strings.append(wavefront.encode(y_hat, arm))
-    image = to_uint8(decode_image([torch.from_numpy(y)[None, None] for y in y_hat], True))
-    header = arch.ints() + [v for g in groups for v in (g.exponent, g.scale, g.raw)]
+    strings.append(latents)
+    image = to_uint8(decoder.image([torch.from_numpy(y)[None, None] for y in y_hat], True))
+    header = [*arch.ints(), rounding, *(v for g in groups for v in (g.exponent, g.scale, g.raw))]
     digest = hashlib.sha256(image.tobytes()).digest()[:8]
     data = pack(Bitstream(MODEL_ID, digest, model.size, tuple(header), strings))
-    mq, s = wavefront.parameters(y_hat, arm)
+    mq, s = wavefront.parameters(y_hat, decoder.arm)
     bits = {m: sum(params.bits(g) for g in groups if g.module == m) for m in modules}
     bits["latents"] = laplace.bits(wavefront.symbols(y_hat), mq, s)
     sizes = {m: len(string) for m, string in zip([*modules, "latents"], strings, strict=True)}
@@ -182,7 +191,7 @@ def decode(data: bytes, name: str = "bitstream") -> np.ndarray:
         raise LiclabError(f"{name}: made by {bs.model_id}, not by an overfitted codec")
     try:
         image = _decode(bs)
-    except (ValueError, IndexError, TypeError, OverflowError, RuntimeError, AssertionError) as exc:
+    except (ValueError, IndexError, OverflowError, RuntimeError, AssertionError) as exc:
         # constriction asserts on data its model cannot have produced
         raise LiclabError(f"{name}: corrupt file ({str(exc).splitlines()[0][:120]})") from None
     if hashlib.sha256(image.tobytes()).digest()[:8] != bs.model_hash:
@@ -199,20 +208,23 @@ def part_sizes(data: bytes, name: str = "bitstream") -> dict[str, int]:
     bs = unpack(data, name)
     try:
         arch, _ = Architecture.parse(bs.shape)
-        _, modules = _groups(arch, bs)
+        _, modules, _ = _groups(arch, bs)
     except (ValueError, IndexError) as exc:
         raise LiclabError(f"{name}: corrupt file ({exc})") from None
     sizes = {m: len(s) for m, s in zip([*modules, "latents"], bs.strings, strict=True)}
     return {"header": len(data) - sum(sizes.values()), **sizes}
 
 
-def _groups(arch: Architecture, bs: Bitstream) -> tuple[list[params.Group], list[str]]:
-    """The parameter groups of the file (header fields set) and the modules with strings."""
+def _groups(arch: Architecture, bs: Bitstream) -> tuple[list[params.Group], list[str], int]:
+    """The parameter groups of the file (header fields set), the modules with strings and the
+    ARM's rounding bits."""
     h, w = bs.size
     if not 0 < h * w <= _MAX_PIXELS:
         raise ValueError(f"image size {w}x{h}")
     groups = params.groups(arch.build((h, w)))
-    fields = bs.shape[len(arch.ints()) :]
+    rounding, *fields = bs.shape[len(arch.ints()) :] or [-1]
+    if rounding not in (0, exact.ARM_BITS):
+        raise ValueError(f"ARM rounding {rounding}")
     modules = list(dict.fromkeys(g.module for g in groups))
     if len(fields) != 3 * len(groups) or len(bs.strings) != len(modules) + 1:
         raise ValueError("descriptor and parts do not match")
@@ -220,54 +232,29 @@ def _groups(arch: Architecture, bs: Bitstream) -> tuple[list[params.Group], list
         g.exponent, g.scale, g.raw = fields[3 * i : 3 * i + 3]
         if g.exponent > 30 or g.raw > params.MAX_RAW_BITS or g.scale >= laplace.NUM_SCALES:
             raise ValueError("impossible parameter coding")
-    return groups, modules
+    return groups, modules, rounding
 
 
 def _decode(bs: Bitstream) -> np.ndarray:
     h, w = bs.size
     arch, _ = Architecture.parse(bs.shape)
-    groups, modules = _groups(arch, bs)
+    groups, modules, rounding = _groups(arch, bs)
     for module, string in zip(modules, bs.strings, strict=False):
         params.decode(string, [g for g in groups if g.module == module])
-    arm, decode_image = _networks(arch, groups)
     wavefront = Wavefront(grid_shapes(h, w, arch.levels), arch.context, arch.coarse)
-    y_hat = wavefront.decode(bs.strings[-1], arm)
-    return to_uint8(decode_image([torch.from_numpy(y)[None, None] for y in y_hat]))
+    _, x_hat = _decoder(arch, groups, rounding).decode(wavefront, bs.strings[-1])
+    return to_uint8(x_hat)
 
 
-def _networks(arch: Architecture, groups: list[params.Group]):
-    """(exact ARM, ``decode_image(y_hat, verify=False)`` → x̂ (1, 3, H, W) float64)."""
+def _decoder(arch: Architecture, groups: list[params.Group], rounding: int) -> Decoder:
     values = {f"{g.module}.{n}": v for g in groups for n, v in g.values().items()}
-    n_arm = arch.hidden_layers + 1
-    arm = exact.ExactARM(
-        [values[f"arm.layers.{i}.weight"] for i in range(n_arm)],
-        [values[f"arm.layers.{i}.bias"] for i in range(n_arm)],
+    return Decoder(
+        values,
+        arch.hidden_layers,
+        arch.levels,
+        bool(arch.upsampling_kernel),
+        len(arch.synthesis_hidden) + 1,
+        arch.residual_layers,
+        ACTIVATIONS[arch.activation][1],
+        rounding,
     )
-
-    def t(key: str) -> Tensor:
-        return torch.from_numpy(values[key])
-
-    n_point = len(arch.synthesis_hidden) + 1
-    pointwise = [
-        (t(f"synthesis.pointwise.{i}.weight").flatten(1), t(f"synthesis.pointwise.{i}.bias"))
-        for i in range(n_point)
-    ]
-    residual = [
-        (t(f"synthesis.residual.{i}.weight"), t(f"synthesis.residual.{i}.bias"))
-        for i in range(arch.residual_layers)
-    ]
-    kernels = (
-        [t(f"upsampling.kernels.{i}") for i in range(arch.levels - 1)]
-        if (arch.upsampling_kernel)
-        else None
-    )
-    activation = ACTIVATIONS[arch.activation][1]
-
-    def decode_image(y_hat: list[Tensor], verify: bool = False) -> Tensor:
-        if kernels is None:
-            dense = exact.bilinear_upsampling(y_hat)
-        else:
-            dense = exact.learned_upsampling(y_hat, kernels, verify)
-        return exact.synthesis(dense, pointwise, residual, activation, verify)
-
-    return arm, decode_image

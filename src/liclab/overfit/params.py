@@ -124,7 +124,8 @@ def _split(ints: np.ndarray, raw: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def _mean(n: int, raw: int) -> np.ndarray:
     """``mq`` (:func:`liclab.overfit.laplace.snap`) of μ = −½ or 0."""
-    return np.full(n, 0 if raw else laplace.MU_STEPS // 2, dtype=np.int64)
+    mq = laplace.MU_OFFSET - (laplace.MU_STEPS // 2 if raw else 0)
+    return np.full(n, mq, dtype=np.int64)
 
 
 def coding(ints: np.ndarray) -> tuple[int, int, float]:
@@ -137,7 +138,7 @@ def coding(ints: np.ndarray) -> tuple[int, int, float]:
     for raw in range(first, min(first + 1, MAX_RAW_BITS) + 1):
         u, mq, _ = _split(ints, raw)
         b = max(float(np.abs(u + (0.5 if raw else 0.0)).mean()), 1e-3)
-        guess = round((math.log(b) - laplace.LOG_SCALE_MIN) * laplace.SCALE_STEPS)
+        guess = round(math.log(b) * laplace.SCALE_STEPS) + laplace.SCALE_ORIGIN
         for s in range(max(guess - 2, 0), min(guess + 3, laplace.NUM_SCALES)):
             bits = laplace.bits(u, mq, np.full(len(u), s)) + raw * len(u)
             if bits < best[2]:

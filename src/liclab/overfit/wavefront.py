@@ -19,6 +19,7 @@ parameters in one pass (they are the same numbers) and codes them in the decoder
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from liclab.overfit import laplace
 from liclab.overfit.arm import COARSE_ORDER, CONTEXT_ORDER
@@ -47,17 +48,20 @@ class Wavefront:
         self.cols = np.cumsum([margin] + [w + margin for _, w in shapes])[:-1]
         self.top = max(top, 1)
         self.width = int(self.cols[-1] + shapes[-1][1] + margin)
-        self.size = (self.top + max(heights) + 1) * self.width
-        self.offsets = np.array([dy * self.width + dx for dy, dx in offsets], dtype=np.int64)
+        self.cells = (self.top + max(heights) + 1) * self.width
+        self.size = 2 * self.cells  # the second half holds ones: the ARM's bias input
+        self.offsets = np.array(
+            [self.cells] + [dy * self.width + dx for dy, dx in offsets], dtype=np.int32
+        )
 
-        starts = np.zeros(len(shapes), dtype=np.int64)  # o_l
+        self.starts = starts = np.zeros(len(shapes), dtype=np.int64)  # o_l
         if coarse:
             for level in range(len(shapes) - 2, -1, -1):
                 starts[level] = starts[level + 1] + self.k + 2
         pos, step, cidx = [], [], []
         for level, (h, w) in enumerate(shapes):
             y, x = np.divmod(np.arange(h * w, dtype=np.int64), w)
-            pos.append(self._flat(level, y, x))
+            pos.append(self._flat(level, y, x).astype(np.int32))
             step.append(x + self.k * y + starts[level])
             if coarse:
                 cidx.append(self._coarse(level, y, x, coarse_offsets))
@@ -76,6 +80,23 @@ class Wavefront:
     def steps(self) -> int:
         return len(self.bounds) - 1
 
+    def finished(self, levels, rows: int | None = None) -> int:
+        """Steps after which the first ``rows`` rows (all if None) of every grid in ``levels``
+        are decoded: row y of grid l ends at step w_l − 1 + k·y + o_l."""
+        return max(
+            (
+                w + self.k * (min(rows or h, h) - 1) + int(self.starts[level])
+                for level in levels
+                for h, w in [self.shapes[level]]
+            ),
+            default=0,
+        )
+
+    def rows_done(self, level: int, steps: int) -> int:
+        """Rows of grid ``level`` entirely decoded after ``steps`` steps."""
+        h, w = self.shapes[level]
+        return min(max((steps - w - int(self.starts[level])) // self.k + 1, 0), h)
+
     def _flat(self, level: int, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         return (self.top + y) * self.width + self.cols[level] + x
 
@@ -89,15 +110,16 @@ class Wavefront:
         )
 
     def canvas(self, y_hat: list[np.ndarray] | None = None) -> np.ndarray:
-        """The flat float64 canvas, zero, or holding the grids ``y_hat``."""
-        canvas = np.zeros(self.size)
+        """The flat float64 canvas: zero (or holding the grids ``y_hat``), then ones."""
+        canvas = np.concatenate([np.zeros(self.cells), np.ones(self.cells)])
         if y_hat is not None:
             canvas[self.pos] = np.concatenate([y.reshape(-1) for y in y_hat])[self.order]
         return canvas
 
     def contexts(self, canvas: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Context rows (n, K + C) of the latents ``start:stop`` of the decoding order."""
-        ctx = canvas[self.pos[start:stop, None] + self.offsets]
+        """Context rows (n, 1 + K + C) of the latents ``start:stop`` of the decoding order: a
+        one (:class:`~liclab.overfit.exact.ExactARM`'s bias input), then the context."""
+        ctx = canvas.take(self.pos[start:stop, None] + self.offsets)
         if self.coarse_pos is None:
             return ctx
         return np.concatenate([ctx, canvas[self.coarse_pos[start:stop]]], axis=1)
@@ -128,22 +150,40 @@ class Wavefront:
             laplace.encode(coder, v[sl], mq[sl], s[sl])
         return laplace.finish(coder)
 
-    def decode(self, data: bytes, arm: ExactARM) -> list[np.ndarray]:
-        """The grids (float64, finest first) from :meth:`encode`'s string."""
+    def decode(self, data: bytes, arm: ExactARM, canvas=None, progress=None) -> list[np.ndarray]:
+        """The grids (float64, finest first) from :meth:`encode`'s string, decoded into
+        ``canvas`` (a fresh one if None); ``progress(steps done)`` is called every 16 steps
+        and at the end."""
         coder = laplace.new_decoder(data)
-        canvas, b, pos = self.canvas(), self.bounds, self.pos
-        hidden, (a_out, c_out) = arm.hidden, arm.out
+        canvas = self.canvas() if canvas is None else canvas
+        b, pos = self.bounds.tolist(), self.pos
+        report = progress or (lambda steps: None)
+        if self.coarse_pos is not None or arm.rounding is not None:
+            for i in range(self.steps):
+                o = arm(self.contexts(canvas, b[i], b[i + 1]))
+                canvas[pos[b[i] : b[i + 1]]] = laplace.decode(coder, *laplace.snap(o))
+                if i % 16 == 15:
+                    report(i + 1)
+            report(self.steps)
+            return self.grids(canvas)
+        # the same, inlined for the common case: this loop is the decoder's time
+        hidden, out, offsets = arm.hidden, arm.out, self.offsets
+        window, categorical, relu = laplace.window_bank(), laplace.CATEGORICAL, torch.from_numpy
+        decode, snap, escape = coder.decode, laplace.snap, laplace.WINDOW
         for i in range(self.steps):
-            start, stop = b[i], b[i + 1]
-            h = self.contexts(canvas, start, stop)
-            for a, c in hidden:  # ExactARM.__call__, inlined: this loop is the decoder's time
+            p = pos[b[i] : b[i + 1]]
+            h = canvas.take(p[:, None] + offsets)
+            for a in hidden:
                 h = h @ a
-                h += c
-                np.rint(h, out=h)
-                np.maximum(h, 0.0, out=h)
-            o = h @ a_out
-            o += c_out
-            canvas[pos[start:stop]] = laplace.decode(coder, *laplace.snap(o))
+                relu(h).relu_()
+            mq, s = snap(h @ out)
+            k = decode(categorical, window[(s << laplace.MU_BITS) + (mq & (laplace.MU_STEPS - 1))])
+            if k.max() == escape:  # rare: the range coder's state moves on past the window
+                k = laplace.escaped(coder, k, s)
+            canvas[p] = (mq >> laplace.MU_BITS) + k
+            if i % 16 == 15:
+                report(i + 1)
+        report(self.steps)
         return self.grids(canvas)
 
     def grids(self, canvas: np.ndarray) -> list[np.ndarray]:
