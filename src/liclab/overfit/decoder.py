@@ -75,7 +75,17 @@ class Decoder:
 
     def decode(self, wavefront: Wavefront, data: bytes) -> tuple[list[np.ndarray], Tensor]:
         """(grids, x̂ (1, 3, H, W)) of a latent string, the image reconstructed in a worker
-        thread as the wavefront completes rows (see the module docstring)."""
+        thread as the wavefront completes rows (see the module docstring). Torch's intra-op
+        threads are set to one meanwhile (a process-wide setting, restored after): the two
+        threads already keep two cores busy, and more would only contend for them."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._decode(wavefront, data)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _decode(self, wavefront: Wavefront, data: bytes) -> tuple[list[np.ndarray], Tensor]:
         progress = _Progress()
         canvas = wavefront.canvas()
         result: dict = {}

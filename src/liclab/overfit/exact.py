@@ -123,27 +123,33 @@ def round_to(x: Tensor, bits: int) -> Tensor:
 
 
 def upsample2(x: Tensor, half: Tensor, verify: bool = False) -> Tensor:
-    """:func:`liclab.overfit.upsampling.upsample2` in exact polyphase form (float64; each pass
-    rounded to 2^−UP_BITS): with k = [half, reversed(half)] of K taps, along each axis
-    ``out[2q] = Σ_t x[q + t − K/4]·k[K−1−2t]`` and ``out[2q+1] = Σ_t x[q + 1 + t − K/4]·k[K−2−2t]``
-    (t < K/2, indexes clamped: the edge replication)."""
+    """:func:`liclab.overfit.upsampling.upsample2` exactly (float64; each pass rounded to
+    2^−UP_BITS): ``x`` on that grid, as values."""
+    scale = 2.0**UP_BITS
+    return _upsample2_units(x * scale, half, verify) / scale
+
+
+def _upsample2_units(x: Tensor, half: Tensor, verify: bool) -> Tensor:
+    """:func:`upsample2` on values in units of 2^−UP_BITS (integers), in polyphase form: with
+    k = [half, reversed(half)] of K taps, along each axis ``out[2q] = Σ_t x[q + t − K/4]·k[K−1−2t]``
+    and ``out[2q+1] = Σ_t x[q + 1 + t − K/4]·k[K−2−2t]`` (t < K/2, indexes clamped: the edge
+    replication), each pass rounded to integers."""
     kernel = torch.cat([half, half.flip(0)]).tolist()
     for dim in (-1, -2):
         if verify:
-            bound = float(x.abs().max()) * sum(map(abs, kernel))
-            check(bound, UP_BITS + fraction_bits(half), "upsampling")
-        x = round_to(_upsample_axis(x, kernel, dim), UP_BITS)
+            check(float(x.abs().max()) * sum(map(abs, kernel)), fraction_bits(half), "upsampling")
+        x = _upsample_axis(x, kernel, dim).round_()
     return x
 
 
 def _upsample_axis(x: Tensor, k: list[float], dim: int) -> Tensor:
     taps, n = len(k) // 2, x.shape[dim]
     pad = taps // 2
-    idx = torch.arange(-pad, n + pad + 1).clamp_(0, n - 1)
-    xp = x.index_select(dim, idx)  # edge-replicated: xp[i] = x[clamp(i − pad)]
-    even = torch.zeros_like(x)
-    odd = torch.zeros_like(x)
-    for t in range(taps):
+    sides = (pad, pad + 1, 0, 0) if dim == -1 else (0, 0, pad, pad + 1)
+    xp = F.pad(x, sides, mode="replicate")  # xp[i] = x[clamp(i − pad)]
+    even = xp.narrow(dim, 0, n) * k[2 * taps - 1]
+    odd = xp.narrow(dim, 1, n) * k[2 * taps - 2]
+    for t in range(1, taps):
         even.add_(xp.narrow(dim, t, n), alpha=k[2 * taps - 1 - 2 * t])
         odd.add_(xp.narrow(dim, t + 1, n), alpha=k[2 * taps - 2 - 2 * t])
     shape = list(x.shape)
@@ -159,6 +165,7 @@ def upsampled(
     ``kernels``: the learned upsampling's (Cool-chic), or None for bilinear (C3, with
     interpolation weights rounded to 2^−16, then exact)."""
     h, w = size
+    scale = 2.0**UP_BITS
     if kernels is None:
         ups = []
         for y in coarse:
@@ -166,13 +173,13 @@ def upsampled(
                 y = round_to(_interpolate_axis(y, n, dim), UP_BITS)
             ups.append(y)
         return torch.cat(ups, dim=1)
-    x = coarse[-1]
+    x = coarse[-1] * scale  # in units of 2^−UP_BITS from here on
     for level in range(len(coarse) - 1, -1, -1):
         th, tw = coarse[level - 1].shape[-2:] if level else size
-        x = upsample2(x, kernels[level], verify)[..., :th, :tw]
+        x = _upsample2_units(x, kernels[level], verify)[..., :th, :tw]
         if level:
-            x = torch.cat([coarse[level - 1], x], dim=1)
-    return x
+            x = torch.cat([coarse[level - 1] * scale, x], dim=1)
+    return x.mul_(1 / scale)
 
 
 def _interpolate_axis(x: Tensor, size: int, dim: int) -> Tensor:
