@@ -326,6 +326,28 @@ def test_exact_upsampling_equals_the_models_on_dyadic_values():
     assert (exact.upsampled(y[1:], size, None) - reference).abs().max() < 2e-3
 
 
+@pytest.mark.parametrize(("size", "levels", "kind"), [((37, 53), None, "coolchic"),
+                                                      ((37, 53), None, "c3"),
+                                                      ((12, 20), 1, "coolchic")])  # fmt: skip
+def test_odd_sizes_and_a_single_grid_decode_exactly(size, levels, kind):
+    model = tiny(kind)
+    model = CoolChic(size, model.arm, functools.partial(type(model.upsampling), **(
+        {"kernel_size": 8} if kind == "coolchic" else {})),
+        functools.partial(Synthesis, hidden=[12, 8], residual_layers=2,
+                          activation=model.synthesis.activation), levels=levels)  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+        for y in model.latents.grids:
+            y.copy_(torch.randn(y.shape, generator=g) / 4)
+    x = torch.rand(1, 3, *size, generator=g)
+    groups, _ = params.search(model.eval(), x, LMBDA, model.rounded_latents())
+    encoded = coding.encode(model, groups)
+    assert np.array_equal(coding.decode(encoded.data), encoded.image)
+    assert encoded.image.shape == (*size, 3)
+
+
 def test_the_codec_is_picklable_and_writes_a_self_contained_file():
     codec = OverfitCodec.from_configs("coolchic_lop", "schedule_c3", LMBDA)
     codec.schedule["main"]["iterations"], codec.schedule["final"]["iterations"] = 8, 2

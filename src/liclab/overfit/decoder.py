@@ -110,7 +110,7 @@ class Decoder:
 
     def _bands(self, wavefront: Wavefront, canvas, progress: _Progress) -> Tensor | None:
         (h, w), levels = wavefront.shapes[0], len(wavefront.shapes)
-        if not progress.wait(wavefront.finished(range(1, levels))):
+        if progress.wait(wavefront.finished(range(1, levels))) is None:
             return None
         grids = wavefront.grids(canvas)
         coarse = [torch.from_numpy(g)[None, None] for g in grids[1:]]
@@ -128,7 +128,7 @@ class Decoder:
             if ready > done[0]:
                 y0 = torch.from_numpy(finest[r0 + done[0] : r0 + ready, c0 : c0 + w])
                 rows = torch.cat(
-                    [y0.reshape(-1, 1), up[done[0] : ready].reshape(-1, levels - 1)], 1
+                    [y0.reshape(-1, 1), up[done[0] : ready].reshape(y0.numel(), levels - 1)], 1
                 )
                 x = self.synthesis.pointwise(rows)
                 planes[0][:, done[0] : ready] = x.t().reshape(3, ready - done[0], w)
