@@ -326,15 +326,23 @@ def test_exact_upsampling_equals_the_models_on_dyadic_values():
     assert (exact.upsampled(y[1:], size, None) - reference).abs().max() < 2e-3
 
 
-@pytest.mark.parametrize(("size", "levels", "kind"), [((37, 53), None, "coolchic"),
-                                                      ((37, 53), None, "c3"),
-                                                      ((12, 20), 1, "coolchic")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("size", "levels", "kind"),
+    [((37, 53), None, "coolchic"), ((37, 53), None, "c3"), ((12, 20), 1, "coolchic")],
+)
 def test_odd_sizes_and_a_single_grid_decode_exactly(size, levels, kind):
     model = tiny(kind)
-    model = CoolChic(size, model.arm, functools.partial(type(model.upsampling), **(
-        {"kernel_size": 8} if kind == "coolchic" else {})),
-        functools.partial(Synthesis, hidden=[12, 8], residual_layers=2,
-                          activation=model.synthesis.activation), levels=levels)  # fmt: skip
+    model = CoolChic(
+        size,
+        model.arm,
+        functools.partial(
+            type(model.upsampling), **({"kernel_size": 8} if kind == "coolchic" else {})
+        ),
+        functools.partial(
+            Synthesis, hidden=[12, 8], residual_layers=2, activation=model.synthesis.activation
+        ),
+        levels=levels,
+    )
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():
@@ -353,6 +361,18 @@ def test_the_codec_is_picklable_and_writes_a_self_contained_file():
     codec.schedule["main"]["iterations"], codec.schedule["final"]["iterations"] = 8, 2
     clone = pickle.loads(pickle.dumps(codec))
     assert clone.version() == codec.version()
+    from hydra.utils import instantiate
+
+    config = {
+        "_target_": "liclab.codecs.overfit.OverfitCodec",
+        "_recursive_": False,
+        "model": codec.model,
+        "schedule": codec.schedule,
+        "lmbda": LMBDA,
+    }
+    assert instantiate(config).version() == codec.version()
+    with pytest.raises(LiclabError, match="no_such_preset"):
+        OverfitCodec.from_configs("no_such_preset", "schedule_c3", LMBDA)
     assert OverfitCodec(codec.model, codec.schedule, 4e-3).version() != codec.version()
     img = smooth_image(*SIZE)
     data = codec.encode(img)

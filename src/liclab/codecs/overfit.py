@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ class OverfitCodec:
         device: str = "cpu",
         name: str = "coolchic",
     ):
-        self.model, self.schedule = model, schedule
+        self.model, self.schedule = _plain(model), _plain(schedule)
         self.lmbda, self.seed, self.device, self.name = float(lmbda), seed, device, name
         self.setting = f"lmbda={self.lmbda:g}"
         self._details: dict[str, dict[str, float]] = {}
@@ -62,6 +63,8 @@ class OverfitCodec:
                 from liclab.cli import config_dir
 
                 path = Path(config_dir()) / "overfit" / f"{name}.yaml"
+            if not path.is_file():
+                raise liclab.LiclabError(f"{name}: no such overfitted-codec config ({path})")
             return OmegaConf.to_container(OmegaConf.load(path))
 
         return cls(load(preset), load(schedule), lmbda, **kwargs)
@@ -76,7 +79,7 @@ class OverfitCodec:
             self.lmbda,
             self.seed,
             self.device,
-            liclab.__version__,
+            _code_digest(),
         ]
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return f"overfit-{digest}"
@@ -109,6 +112,7 @@ class OverfitCodec:
         from liclab.overfit import coding, params
 
         model = fitted.model
+        cpu = time.process_time()
         groups, search_s = params.search(
             model, _tensor(image)[None], self.lmbda, model.rounded_latents()
         )
@@ -120,6 +124,7 @@ class OverfitCodec:
             "fit_s": fitted.stats["seconds"],
             "s_per_iteration": fitted.stats["s_per_iteration"],
             "quantize_s": search_s,
+            "quantize_cpu_s": time.process_time() - cpu,
         }
         for part, n in encoded.bytes.items():
             details[f"bytes_{part}"] = float(n)
@@ -148,6 +153,25 @@ class OverfitCodec:
         from liclab.overfit import coding
 
         return {f"bytes_{k}": float(v) for k, v in coding.part_sizes(data).items()}
+
+
+@functools.cache
+def _code_digest() -> str:
+    """Changes with the code of the fit, the quantisation and the bitstream (any of them can
+    change an encode's output), so cached results follow it."""
+    from liclab import overfit
+
+    files = sorted(Path(overfit.__file__).parent.glob("*.py")) + [Path(__file__)]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+
+
+def _plain(obj):
+    """OmegaConf containers (Hydra's ``_recursive_: false``) as plain dicts and lists."""
+    if type(obj).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
 
 
 def _tensor(image: np.ndarray):

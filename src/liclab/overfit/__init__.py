@@ -10,6 +10,14 @@
     loss.py       CoolChicMSE: MSE + λ·bpp (Cool-chic's λ)
     encode.py     fit(image, model, lmbda, schedule): warm-up, main, final phases
 
+    params.py     the networks as integers: step search (RD, per module), Laplace coding
+    laplace.py    integer Laplace tables (16-bin window + geometric tails), range coding
+    exact.py      ExactARM, upsampling, ExactSynthesis in exact (dyadic float64) arithmetic
+    wavefront.py  Wavefront: decoding schedule (x + k·y), canvas, latent coding
+    decoder.py    Decoder: latents (wavefront) and image (worker thread, bands) side by side
+    coding.py     the .lic file: Architecture descriptor, encode(model, groups), decode(data)
+
 Presets are configs (``configs/overfit/``): ``coolchic_lop``, ``coolchic_hop``, ``c3`` and the
-schedules ``schedule_coolchic``, ``schedule_c3``.
+schedules ``schedule_coolchic``, ``schedule_c3``. The codec (fit, quantise, write; read) is
+:class:`liclab.codecs.overfit.OverfitCodec`.
 """
