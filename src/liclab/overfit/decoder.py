@@ -25,7 +25,6 @@ from liclab.overfit import exact
 from liclab.overfit.wavefront import Wavefront
 
 BAND = 16  # rows of the finest grid per band of the image
-PROGRESS = 16  # wavefront steps between progress reports
 
 
 class Decoder:

@@ -62,7 +62,7 @@ class ExactARM:
     """The ARM (:class:`liclab.overfit.arm.ARM`) on quantised parameters, exactly::
 
         h₀ = [1, context];  hᵢ₊₁ = relu(hᵢ Aᵢ),  Aᵢ = [[1, bᵢ], [0, (Wᵢ + I)ᵀ]];
-        (32·(μ − 15) + 16, 16·(s − 4) + 74) = h A_o
+        (32·(μ − 7) + 16, 16·(s − 4) + 74) = h A_o
 
     A leading column of ones carries the biases (and the output's integer constants) into the
     products, and the identity of the residual is folded into the weights; the output is in

@@ -10,8 +10,9 @@ into the same integer frequencies on every machine. Three steps, each exact:
 2. **Tables** (integer frequencies summing to 2¹⁶, each ≥ 1, from ``⌊p·(2¹⁶ − W)⌋ + 1`` with
    the remainder on the most probable bin, the recipe of :mod:`liclab.entropy.mixture`):
 
-   - a *window* table per (S, m): the 31 bins ``n0 − 15 … n0 + 15`` and an escape bin with
-     the mass outside;
+   - a *window* table per (S, m): the 15 bins ``n0 − 7 … n0 + 7`` and an escape bin with the
+     mass outside (16 entries: constriction's cost per element grows with the width, and a
+     wider window saved no bytes on Kodak);
    - a *tail* table per S: beyond the window the Laplace is geometric, so an escaped value is
      a side and a distance d ≥ 1 past the window's edge, P(d) ∝ e^{−d/b} whatever μ;
      d = 1 … 2^c − 1 and an escape bin, where 2^c − 1 ≥ ``TAIL``·b (the scale's class c).
@@ -70,7 +71,7 @@ CLASSES = class_of(np.arange(NUM_SCALES))
 
 MU_OFFSET = MU_STEPS // 2 - HALF * MU_STEPS
 """The ARM's mean output is ``32·μ + MU_OFFSET``: rounded, its bits above the fifth are the
-window's first value n0 − 15, the five below the mean's offset from n0 (+16)."""
+window's first value n0 − 7, the five below the mean's offset from n0 (+16)."""
 
 
 def snap(o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +86,7 @@ def snap(o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _split(mq: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lo, window key) of offset means ``mq = 32·(n0 − 15) + m + 16`` (m ∈ [−16, 16), n0 the
+    """(lo, window key) of offset means ``mq = 32·(n0 − 7) + m + 16`` (m ∈ [−16, 16), n0 the
     nearest integer to μ): the window's first value and the key ``32·S + m + 16``."""
     return mq >> MU_BITS, (s << MU_BITS) + (mq & (MU_STEPS - 1))
 
@@ -100,7 +101,7 @@ def _frequencies(pmf: np.ndarray) -> np.ndarray:
 
 
 def window_table(s: np.ndarray, m: np.ndarray, exp=np.exp) -> np.ndarray:
-    """(n, 32) frequencies of the bins −15 … 15 around n0 and the escape bin, for scale
+    """(n, 16) frequencies of the bins −7 … 7 around n0 and the escape bin, for scale
     indexes ``s`` and mean offsets ``m`` (μ − n0 = m/32). (``exp``: the test suite perturbs it
     by a few ulps to show the integers do not move.)"""
     b = scale_of(s)[:, None]

@@ -26,6 +26,7 @@ from liclab.overfit.arm import COARSE_ORDER, CONTEXT_ORDER
 from liclab.overfit.exact import ExactARM
 
 _ROWS = 65536  # latents per chunk of the encoder's one pass
+REPORT = 16  # steps between progress reports
 
 
 class Wavefront:
@@ -152,7 +153,7 @@ class Wavefront:
 
     def decode(self, data: bytes, arm: ExactARM, canvas=None, progress=None) -> list[np.ndarray]:
         """The grids (float64, finest first) from :meth:`encode`'s string, decoded into
-        ``canvas`` (a fresh one if None); ``progress(steps done)`` is called every 16 steps
+        ``canvas`` (a fresh one if None); ``progress(steps done)`` is called every REPORT steps
         and at the end."""
         coder = laplace.new_decoder(data)
         canvas = self.canvas() if canvas is None else canvas
@@ -186,7 +187,7 @@ class Wavefront:
             if k.max() == escape:  # rare: the range coder's state moves on past the window
                 k = laplace.escaped(coder, k, s)
             canvas[p] = (mq >> bits) + k
-            if i % 16 == 15:
+            if i % REPORT == REPORT - 1:
                 report(i + 1)
         report(self.steps)
         return self.grids(canvas)
