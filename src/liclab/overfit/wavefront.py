@@ -163,7 +163,7 @@ class Wavefront:
             for i in range(self.steps):
                 o = arm(self.contexts(canvas, b[i], b[i + 1]))
                 canvas[pos[b[i] : b[i + 1]]] = laplace.decode(coder, *laplace.snap(o))
-                if i % 16 == 15:
+                if i % REPORT == REPORT - 1:
                     report(i + 1)
             report(self.steps)
             return self.grids(canvas)
