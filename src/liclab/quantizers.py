@@ -246,3 +246,119 @@ class SoftRound(Quantizer):
         off = 0.0 if offset is None else offset
         x_soft = soft_round(x - off, self.alpha) + off
         return self.rate(x, x_soft), x_soft
+
+
+def _anneal(start: float, end: float, step: int, span: int) -> float:
+    """Linear interpolation from ``start`` (step 0) to ``end`` (step ``span`` and later)."""
+    t = min(1.0, step / span) if span > 0 else 1.0
+    return start + t * (end - start)
+
+
+class KumaraswamyNoise(Quantizer):
+    """Additive Kumaraswamy noise for the rate and the decoder (Kim et al. 2024, C3,
+    arXiv:2312.02753, Sec. 3.2).
+
+    The noise is κ − ½ with κ ~ Kumaraswamy(a, b) on (0, 1) and ``b = (2^a (a − 1) + 1) / a``,
+    which puts the mode at ½: a = 1 is the uniform noise of Ballé et al.; larger a
+    concentrates the noise around zero. C3 anneals a from 2 to 1 during training.
+
+    Args:
+        a_start, a_end: the parameter a's schedule ends (linear in the step).
+        anneal_steps: steps to reach ``a_end`` (None: the whole run, ``max_steps``).
+    """
+
+    def __init__(self, a_start: float = 2.0, a_end: float = 1.0, anneal_steps: int | None = None):
+        super().__init__()
+        if min(a_start, a_end) < 1.0:
+            raise ValueError(f"Kumaraswamy a must be ≥ 1 (mode ½), not {a_start} / {a_end}")
+        self.a_start, self.a_end, self.anneal_steps = a_start, a_end, anneal_steps
+        self.a = a_start
+
+    def on_train_step(self, step, max_steps):
+        self.a = _anneal(self.a_start, self.a_end, step, self.anneal_steps or max_steps)
+
+    def sample(self, x: Tensor) -> Tensor:
+        """Noise of the shape of ``x``, in (−½, ½), by inverting the CDF 1 − (1 − κ^a)^b."""
+        a = self.a
+        b = (2.0**a * (a - 1.0) + 1.0) / a
+        u = torch.rand_like(x)
+        return (1.0 - (1.0 - u) ** (1.0 / b)) ** (1.0 / a) - 0.5
+
+    def proxy(self, x, offset):
+        x_tilde = x + self.sample(x)
+        return x_tilde, x_tilde
+
+
+class GaussianNoise(Quantizer):
+    """Additive Gaussian noise N(0, σ²) with σ annealed: the noise of Cool-chic's main
+    training phase (Ladune et al., Cool-chic 3.x–5.x, `quantizer.py`; σ 0.25 → 0.1), meant
+    inside :class:`SoftRoundNoise`. On its own it is the rate and decoder proxy x + n.
+
+    Args:
+        std_start, std_end: σ's schedule ends (linear in the step).
+        anneal_steps: steps to reach ``std_end`` (None: the whole run, ``max_steps``).
+    """
+
+    def __init__(
+        self, std_start: float = 0.25, std_end: float = 0.1, anneal_steps: int | None = None
+    ):
+        super().__init__()
+        self.std_start, self.std_end, self.anneal_steps = std_start, std_end, anneal_steps
+        self.std = std_start
+
+    def on_train_step(self, step, max_steps):
+        self.std = _anneal(self.std_start, self.std_end, step, self.anneal_steps or max_steps)
+
+    def sample(self, x: Tensor) -> Tensor:
+        return torch.randn_like(x) * self.std
+
+    def proxy(self, x, offset):
+        x_tilde = x + self.sample(x)
+        return x_tilde, x_tilde
+
+
+class SoftRoundNoise(Quantizer):
+    """C3's proxy ``s_T(s_T(y) + n)``: soft rounding, additive noise, soft rounding again
+    (Kim et al. 2024, C3, arXiv:2312.02753, Sec. 3.2; soft rounding of Agustsson & Theis
+    2020, arXiv:2006.09952), for both the rate and the decoder, with the temperature
+    T = 1/α annealed from ``t_start`` to ``t_end`` (C3 and Cool-chic: 0.3 → 0.1).
+
+    The inner s_T moves y towards the integers, the noise keeps the synthesis from learning
+    to undo s_T, the outer s_T brings the noisy value back towards an integer, so the
+    decoder trains on values that look like quantized ones while gradients still flow.
+
+    Args:
+        t_start, t_end: temperature schedule ends (linear in the step).
+        noise: a quantizer with a ``sample(x)`` method giving the additive noise:
+            :class:`KumaraswamyNoise` (C3; a 2 → 1) or :class:`GaussianNoise` (Cool-chic's
+            main phase; σ 0.25 → 0.1). Its own schedule is stepped with this one.
+        anneal_steps: steps to reach ``t_end`` (None: the whole run, ``max_steps``).
+
+    Deviation from C3: the outer function is s_T itself, as in Cool-chic, not C3's
+    conditional mean r_T(z) = s_T⁻¹(z − ½) + ½, whose gradient grows like 1/T near the
+    half-integers.
+    """
+
+    def __init__(
+        self,
+        t_start: float = 0.3,
+        t_end: float = 0.1,
+        noise: Quantizer | None = None,
+        anneal_steps: int | None = None,
+    ):
+        super().__init__()
+        if min(t_start, t_end) <= 0:
+            raise ValueError(f"soft-round temperatures must be positive, not {t_start} / {t_end}")
+        self.t_start, self.t_end, self.anneal_steps = t_start, t_end, anneal_steps
+        self.noise = noise if noise is not None else KumaraswamyNoise()
+        self.t = t_start
+
+    def on_train_step(self, step, max_steps):
+        self.t = _anneal(self.t_start, self.t_end, step, self.anneal_steps or max_steps)
+        self.noise.on_train_step(step, max_steps)
+
+    def proxy(self, x, offset):
+        off = 0.0 if offset is None else offset
+        alpha = 1.0 / self.t
+        y = soft_round(soft_round(x - off, alpha) + self.noise.sample(x), alpha) + off
+        return y, y

@@ -51,7 +51,7 @@ def run(cfg: DictConfig, codec_name: str | None = None) -> dict:
     for curve in runs:
         print(evaluate.summary(curve))
     result = evaluate.compare(
-        runs, images, cfg.anchors, out, cfg.baseline, cfg.cache_dir, cfg.method
+        runs, images, cfg.anchors, out, cfg.baseline, cfg.cache_dir, cfg.method, measures=measures
     )
     print(f"wrote {out}")
     return result

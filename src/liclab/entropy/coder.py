@@ -144,7 +144,7 @@ class Encoder:
                 dists.append(dist)
             dist = np.concatenate(dists)
             if len(dist):
-                _encode_escapes(coder, np.concatenate(sides), dist)
+                encode_escapes(coder, np.concatenate(sides), dist)
 
     def finish(self) -> list[bytes]:
         return [coder.get_compressed().astype("<u4").tobytes() for coder in self.coders]
@@ -176,7 +176,7 @@ class Decoder:
                 esc_end.append(lo[out_] + L - 1)
             idx = np.concatenate(esc_idx)
             if len(idx):
-                sides, dist = _decode_escapes(coder, len(idx))
+                sides, dist = decode_escapes(coder, len(idx))
                 lo, end = np.concatenate(esc_lo), np.concatenate(esc_end)
                 s_all[idx] = np.where(sides == 1, end + dist, lo - dist)
             out.append(torch.from_numpy(s_all))
@@ -187,7 +187,7 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _CHUNKS = (0, 12, 24)  # the bits below an escape distance's leading one, 12 at a time
 
 
-def _encode_escapes(coder, sides: np.ndarray, dist: np.ndarray) -> None:
+def encode_escapes(coder, sides: np.ndarray, dist: np.ndarray) -> None:
     """Side (one uniform bit), then the distance m ≥ 1 in Elias-gamma style: ⌊log2 m⌋
     (uniform over 0…31), then the bits below the leading one in chunks of ≤ 12."""
     if dist.max() >= 2**31:
@@ -205,7 +205,7 @@ def _encode_escapes(coder, sides: np.ndarray, dist: np.ndarray) -> None:
             coder.encode(chunk.astype(np.int32), model.Uniform(), (1 << bits[sel]).astype(np.int32))
 
 
-def _decode_escapes(coder, n: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_escapes(coder, n: int) -> tuple[np.ndarray, np.ndarray]:
     model = constriction.stream.model
     sides = coder.decode(model.Uniform(2), n)
     nb = coder.decode(model.Uniform(32), n).astype(np.int64)

@@ -1,0 +1,102 @@
+"""Encoding speed of the overfitted codecs: seconds per iteration and decoder MAC/pixel.
+
+For each model preset in ``eval/overfit/model/`` (``coolchic_lop``, ``coolchic_hop``, ``c3``),
+built for a Kodak-size image (kodim01 from ``$LIC_DATA/kodak`` if present, else a synthetic
+768×512 one), times the encoder's iteration exactly as :func:`liclab.overfit.encode.fit`
+runs it (:meth:`~liclab.overfit.encode.Fitter.step`: forward under the main phase's proxy,
+soft-round∘Gaussian-noise∘soft-round, loss MSE + λ·bpp, backward, gradient clipping, Adam).
+
+Other processes share the machine: the presets alternate, round after round, and each one's
+minimum (and median) over all its timed iterations is reported. ``--compile`` adds each
+preset under ``torch.compile`` (its compilation time is printed, not counted).
+
+    python scripts/bench_overfit.py --threads 2 --rounds 3 --iterations 5 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+PRESETS = ("coolchic_lop", "coolchic_hop", "c3")
+
+
+def load_image() -> tuple[torch.Tensor, str]:
+    path = Path(os.environ.get("LIC_DATA", "")) / "kodak" / "kodim01.png"
+    if path.is_file():
+        from liclab.images import load_rgb
+
+        rgb, _ = load_rgb(path)
+        return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255, "kodim01"
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 3, 32, 48, generator=g)
+    img = torch.nn.functional.interpolate(base, size=(512, 768), mode="bicubic")
+    return img[0].clamp(0, 1), "synthetic 768×512"
+
+
+def make(preset: str, x: torch.Tensor, compile: bool):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from liclab.configs import config_dir
+    from liclab.overfit.encode import Fitter, Phase, Schedule
+    from liclab.overfit.loss import CoolChicMSE
+    from liclab.quantizers import GaussianNoise, SoftRoundNoise
+
+    torch.manual_seed(0)
+    model = instantiate(OmegaConf.load(config_dir("eval") / "overfit" / "model" / f"{preset}.yaml"))
+    model = model(size=tuple(x.shape[-2:]))
+    q = SoftRoundNoise(0.3, 0.1, GaussianNoise(0.25, 0.1)).train()
+    schedule = Schedule(main=Phase(iterations=1, lr=1e-2, quantizer=q))
+    fitter = Fitter(x[None], CoolChicMSE(1e-3), schedule, 10**9, model.train(), compile)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    start = time.perf_counter()
+    for _ in range(2):  # first iterations: allocations, and the compilation
+        fitter.step(q, opt)
+    return model, (lambda: fitter.step(q, opt)), time.perf_counter() - start
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=5, help="timed per preset and round")
+    parser.add_argument("--compile", action="store_true", help="also each preset compiled")
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
+    torch.set_num_threads(args.threads)
+    x, name = load_image()
+    print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    runs = {}
+    for preset in args.presets:
+        for compiled in (False, True) if args.compile else (False,):
+            model, step, first = make(preset, x, compiled)
+            label = preset + (" compiled" if compiled else "")
+            runs[label] = (model, step, [])
+            print(f"{label}: first 2 iterations {first:.1f} s")
+    for _ in range(args.rounds):
+        for _model, step, times in runs.values():
+            for _ in range(args.iterations):
+                start = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - start)
+    print(f"\n{'preset':<24} {'MAC/pixel':>9} {'params':>7} {'s/it min':>9} {'median':>7}")
+    for label, (model, _, times) in runs.items():
+        macs, params = model.macs_per_pixel()["total"], sum(model.num_parameters().values())
+        print(
+            f"{label:<24} {macs:>9.0f} {params:>7} {min(times):>9.3f} "
+            f"{statistics.median(times):>7.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Decode speed and rate accounting of the overfitted codec's bitstream.
+
+For each preset and image: fit a short schedule (the fitted model cached in ``<out>/``),
+quantise and code it (``<out>/<preset>-<image>-<iterations>.lic``, its figures in a JSON
+beside it), then decode the file ``--repeats`` times and print
+
+- wall seconds (minimum), and CPU seconds of the wavefront (latents; main thread) and of the
+  image worker (upsampling and synthesis; second thread), minima: on a busy machine the
+  wall clock measures the other jobs, the per-thread CPU times do not;
+- bytes per part against the ideal code lengths (and the loss's estimate of the latents),
+  and the seconds of the network quantisation search.
+
+    PYTHONPATH=src python scripts/bench_overfit_decode.py --images kodim01 \\
+        --presets coolchic_hop coolchic_lop c3 --iterations 300
+
+Data through ``$LIC_DATA`` (``$LIC_DATA/kodak/kodim01.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+from liclab.codecs.overfit import OverfitCodec
+from liclab.overfit import coding
+from liclab.overfit.decoder import Decoder
+from liclab.overfit.encode import Fit
+from liclab.overfit.wavefront import Wavefront
+
+
+def encode(preset: str, image: np.ndarray, iterations: int, lmbda: float, cache: Path):
+    """(file, details) of ``image``: a fit of ``iterations`` (no warm-up, the last fifth in
+    the final phase; cached in ``cache``), then the codec's quantisation and coding."""
+    codec = OverfitCodec(preset, "coolchic", lmbda)
+    schedule = codec.schedule
+    schedule["warmup"] = None
+    schedule["main"]["iterations"] = iterations - iterations // 5
+    schedule["final"]["iterations"] = iterations // 5
+    if cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        model = instantiate(codec.model)(size=image.shape[:2])
+        model.load_state_dict(saved["state"])
+        fitted = Fit(model.eval(), saved["stats"])
+    else:
+        fitted = codec.fit(image)
+        torch.save({"state": fitted.model.state_dict(), "stats": fitted.stats}, cache)
+    data = codec.write(fitted, image)
+    return data, codec.details(image, data)
+
+
+class ThreadClock:
+    """CPU seconds of the wavefront (calling thread) and of the image worker, per decode."""
+
+    def __init__(self):
+        self.main = self.worker = 0.0
+        wavefront_decode, bands = Wavefront.decode, Decoder._bands
+
+        def timed_decode(wavefront, *args, **kwargs):
+            start = time.thread_time()
+            try:
+                return wavefront_decode(wavefront, *args, **kwargs)
+            finally:
+                self.main = time.thread_time() - start
+
+        def timed_bands(decoder, *args, **kwargs):
+            start = time.thread_time()
+            try:
+                return bands(decoder, *args, **kwargs)
+            finally:
+                self.worker = time.thread_time() - start
+
+        Wavefront.decode, Decoder._bands = timed_decode, timed_bands
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--images", nargs="+", default=["kodim01"])
+    p.add_argument("--presets", nargs="+", default=["coolchic_hop", "coolchic_lop", "c3"])
+    p.add_argument("--iterations", type=int, default=300)
+    p.add_argument("--lmbda", type=float, default=1e-3)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--out", default="outputs/bench_overfit_decode")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(os.environ.get("LIC_DATA", "data")) / "kodak"
+    clock = ThreadClock()
+    for name in args.images:
+        image = np.asarray(Image.open(root / f"{name}.png").convert("RGB"))
+        for preset in args.presets:
+            stem = out / f"{preset}-{name}-{args.iterations}"
+            cache = stem.with_suffix(".pt")
+            data, details = encode(preset, image, args.iterations, args.lmbda, cache)
+            lic = stem.with_suffix(".lic")
+            lic.write_bytes(data)
+            lic.with_suffix(".json").write_text(json.dumps(details, indent=1))
+            decoded = coding.decode(data, lic.name)  # warm: tables, first-call allocations
+            walls, mains, workers = [], [], []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                coding.decode(data, lic.name)
+                walls.append(time.perf_counter() - start)
+                mains.append(clock.main)
+                workers.append(clock.worker)
+            h, w = image.shape[:2]
+            psnr = 10 * np.log10(255**2 / np.mean((decoded.astype(float) - image) ** 2))
+            print(
+                f"{preset} {name} ({args.iterations} it): {len(data)} B, "
+                f"{8 * len(data) / (h * w):.4f} bpp, {psnr:.2f} dB; decode wall "
+                f"{min(walls):.3f} s, CPU wavefront {min(mains):.3f} s + image worker "
+                f"{min(workers):.3f} s; quantisation search {details['quantize_s']:.1f} s"
+            )
+            parts = [k[6:] for k in details if k.startswith("bytes_")]
+            for part in parts:
+                est = details.get(f"est_bits_{part}")
+                line = f"  {part:11s} {details[f'bytes_{part}']:7.0f} B"
+                if est is not None:
+                    gap = 100 * (8 * details[f"bytes_{part}"] / est - 1)
+                    line += f"  ideal {est / 8:9.1f} B  ({gap:+.2f} %)"
+                print(line)
+            loss_est = details["est_bpp"] * h * w / 8
+            gap = 100 * (details["bytes_latents"] / loss_est - 1)
+            print(f"  latents vs the loss's estimate {loss_est:.0f} B ({gap:+.2f} %)")
+
+
+if __name__ == "__main__":
+    main()

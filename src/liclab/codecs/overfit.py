@@ -1,0 +1,238 @@
+"""An overfitted codec (Cool-chic, C3) as a :class:`~liclab.codecs.base.Codec`."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import liclab
+
+
+class OverfitCodec:
+    """Encode = fit a Cool-chic / C3 model to the image (:func:`liclab.overfit.encode.fit`),
+    quantise its networks (:func:`liclab.overfit.params.search`) and write the self-contained
+    ``.lic`` file (:mod:`liclab.overfit.coding`); decode = read the file, nothing else (no
+    checkpoint, no config). Ladune et al. 2023, Cool-chic, arXiv:2212.05458; Leguay et al.
+    2023, arXiv:2307.12706; Kim et al. 2024, C3, arXiv:2312.02753.
+
+    Cheap to build and to pickle (the evaluator sends codecs to worker processes): nothing is
+    instantiated until :meth:`encode`.
+
+    Args:
+        model: the model preset: a name in the ``eval/overfit/model/`` configs
+            (``coolchic_lop``, ``coolchic_hop``, ``c3``), a path to such a YAML file, that
+            config as a mapping, or a callable building a
+            :class:`~liclab.overfit.model.CoolChic` from ``size=(H, W)``.
+        schedule: the fit's phases: a name in ``eval/overfit/schedule/`` (``coolchic``,
+            ``c3``), a path, a mapping, or a :class:`~liclab.overfit.encode.Schedule`.
+        lmbda: λ in Cool-chic's convention (loss = MSE + λ·bpp).
+        iterations: scale the schedule's phases to this many optimiser steps in all (as
+            Cool-chic's ``--n_itr``); None: the schedule as written.
+        seed: seeds the fit.
+        device: where the fit runs ("cpu", "cuda"); the file is the same kind either way.
+        compile: ``torch.compile`` the fit's forward pass (worth it on a GPU).
+        name: the curve name.
+    """
+
+    self_contained = True
+    """Its files decode without a checkpoint or a config (``liclab-decompress x.lic``)."""
+
+    def __init__(
+        self,
+        model: str | Callable[..., Any] | Mapping,
+        schedule: str | Any,
+        lmbda: float,
+        iterations: int | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        compile: bool = False,
+        name: str = "coolchic",
+    ):
+        self.model, self.schedule = _preset(model, "model"), _preset(schedule, "schedule")
+        self.lmbda, self.iterations, self.seed = float(lmbda), iterations, seed
+        self.device, self.compile, self.name = device, compile, name
+        self.setting = f"lmbda={self.lmbda:g}"
+        self._details: dict[str, dict[str, float]] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_details": {}}
+
+    def version(self) -> str:
+        key = [
+            _fingerprint(self.model),
+            _fingerprint(self.schedule),
+            self.lmbda,
+            self.iterations,
+            self.seed,
+            self.device,
+            _code_digest(),
+        ]
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return f"overfit-{digest}"
+
+    def encode(self, image: np.ndarray) -> bytes:
+        return self.write(self.fit(image), image)
+
+    def fit(self, image: np.ndarray):
+        """The optimisation alone: a :class:`liclab.overfit.encode.Fit` of the image (uint8
+        HxWx3), its model in eval mode on the CPU."""
+        from liclab.overfit.encode import fit
+        from liclab.quantizers import Universal
+
+        model, schedule = _instantiated(self.model), _instantiated(self.schedule)
+        if self.iterations:
+            schedule = schedule.scaled(self.iterations)
+        if isinstance(schedule.coding_quantizer, Universal):
+            raise liclab.LiclabError(
+                "overfitted codec: the bitstream carries round(gain·y); a schedule ending in "
+                "universal quantization (a shared dither) cannot be coded"
+            )
+        result = fit(
+            _tensor(image),
+            model,
+            self.lmbda,
+            schedule,
+            device=self.device,
+            compile=self.compile,
+            seed=self.seed,
+        )
+        result.model = result.model.cpu().eval()
+        return result
+
+    def write(self, fitted, image: np.ndarray) -> bytes:
+        """The file of a :meth:`fit` of ``image``: its networks quantised
+        (:func:`liclab.overfit.params.search`), then everything coded
+        (:func:`liclab.overfit.coding.encode`)."""
+        from liclab.overfit import coding, params
+
+        model = fitted.model
+        cpu = time.process_time()
+        groups, search_s = params.search(
+            model, _tensor(image)[None], self.lmbda, model.rounded_latents()
+        )
+        encoded = coding.encode(model, groups)
+        pixels = image.shape[0] * image.shape[1]
+        details = {
+            "est_bpp": fitted.stats["bpp"],
+            "fit_psnr": fitted.stats["psnr"],
+            "fit_s": fitted.stats["seconds"],
+            "s_per_iteration": fitted.stats["s_per_iteration"],
+            "quantize_s": search_s,
+            "quantize_cpu_s": time.process_time() - cpu,
+        }
+        for part, n in encoded.bytes.items():
+            details[f"bytes_{part}"] = float(n)
+        for part, bits in encoded.bits.items():
+            details[f"est_bits_{part}"] = bits
+        details["est_bpp_quantized"] = sum(encoded.bits.values()) / pixels
+        self._details = {hashlib.sha256(encoded.data).hexdigest(): details}
+        return encoded.data
+
+    def decode(self, data: bytes, name: str = "bitstream") -> np.ndarray:
+        from liclab.overfit import coding
+
+        return coding.decode(data, name)
+
+    def details(self, image: np.ndarray, data: bytes) -> dict[str, float]:
+        """Figures of the encode that made ``data`` (this process's last one): the loss's
+        rate estimate ``est_bpp`` (latents, before the networks were quantised), real bytes
+        per part (``bytes_header``, ``bytes_arm``, ``bytes_upsampling``,
+        ``bytes_synthesis``, ``bytes_latents``), ideal bits per part under the coding
+        tables (``est_bits_*``, latents with the quantised networks), ``est_bpp_quantized``
+        (their sum per pixel), the fit's PSNR and seconds, and the quantisation search's
+        seconds. Of another encode, only the byte counts (read from ``data``)."""
+        key = hashlib.sha256(data).hexdigest()
+        if key in self._details:
+            return dict(self._details[key])
+        from liclab.overfit import coding
+
+        return {f"bytes_{k}": float(v) for k, v in coding.part_sizes(data).items()}
+
+
+@functools.cache
+def _code_digest() -> str:
+    """Changes with the code of the fit, the quantisation and the bitstream (any of them can
+    change an encode's output), so cached results follow it."""
+    from liclab import overfit
+
+    files = sorted(Path(overfit.__file__).parent.glob("*.py")) + [Path(__file__)]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+
+
+def _preset(obj, kind: str):
+    """A preset named by a config (``eval/overfit/<kind>/<name>.yaml``) or a YAML path, as a
+    plain mapping; anything else as it is (OmegaConf containers made plain)."""
+    if not isinstance(obj, str | Path):
+        return _plain(obj)
+    from omegaconf import OmegaConf
+
+    from liclab.configs import config_dir
+
+    path = Path(obj)
+    if path.suffix not in (".yaml", ".yml"):
+        folder = config_dir("eval") / "overfit" / kind
+        path = folder / f"{obj}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+            raise liclab.LiclabError(f"{obj}: no such overfitted-codec {kind} (known: {known})")
+    elif not path.is_file():
+        raise liclab.LiclabError(f"{path}: no such overfitted-codec {kind} config")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def _plain(obj):
+    """OmegaConf containers (Hydra's ``_recursive_: false``) as plain dicts and lists."""
+    if type(obj).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+def _tensor(image: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255
+
+
+def _instantiated(obj):
+    if isinstance(obj, Mapping):
+        from hydra.utils import instantiate
+
+        return instantiate(obj)
+    return obj
+
+
+def _fingerprint(obj) -> Any:
+    """A JSON-able description of a config or object graph (partials, dataclasses, modules
+    and their plain attributes), for :meth:`OverfitCodec.version`."""
+    if isinstance(obj, Mapping):
+        return {str(k): _fingerprint(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_fingerprint(v) for v in obj]
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    if isinstance(obj, functools.partial):
+        return {
+            "partial": _fingerprint(obj.func),
+            "args": _fingerprint(list(obj.args)),
+            "kwargs": _fingerprint(obj.keywords),
+        }
+    if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if dataclasses.is_dataclass(obj):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return {type(obj).__qualname__: _fingerprint(fields)}
+    if not hasattr(obj, "__dict__"):
+        return repr(obj)
+    plain = {k: v for k, v in vars(obj).items() if not k.startswith("_") and k != "training"}
+    children = getattr(obj, "_modules", {})
+    return {type(obj).__qualname__: _fingerprint({**plain, **children})}

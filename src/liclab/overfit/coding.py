@@ -1,0 +1,260 @@
+"""The self-contained ``.lic`` file of an overfitted codec: architecture, networks, latents.
+
+The container is liclab's (:mod:`liclab.bitstream`); its fields are used so::
+
+    model id     "CoolChic"
+    model hash   SHA-256 prefix of the decoded image (uint8 HxWx3) the encoder expects: the
+                 decoder checks its own output against it, so an arithmetic that is not
+                 bit-exact fails loudly instead of returning a wrong image
+    size         H, W
+    shape        the descriptor, small integers (one byte each, two for values ≥ 128):
+                   L, K, hidden layers, C, upsampling kernel (0: bilinear),
+                   number of synthesis hidden layers, their widths, residual layers,
+                   activation (0 ReLU, 1 GELU),
+                   the ARM's rounding bits F (0: none; :class:`~liclab.overfit.exact.ExactARM`),
+                   then per parameter group (:func:`liclab.overfit.params.groups` order):
+                   step exponent e, coding scale index S, raw low bits r
+    strings      one range-coded string per network that has parameters (arm, upsampling,
+                 synthesis), then the latents (:class:`liclab.overfit.wavefront.Wavefront`)
+
+A Kodak image's header is 66 bytes (0.0013 bpp). The latents' gains are not sent: the
+decoder works on the integers ŷ = round(gain·y).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from liclab import LiclabError
+from liclab.bitstream import Bitstream, pack, unpack
+from liclab.codecs.learned import to_uint8
+from liclab.overfit import exact, laplace, params
+from liclab.overfit.arm import ARM
+from liclab.overfit.decoder import Decoder
+from liclab.overfit.latents import grid_shapes
+from liclab.overfit.model import CoolChic
+from liclab.overfit.synthesis import Synthesis
+from liclab.overfit.upsampling import BilinearUpsampling, LearnedUpsampling
+from liclab.overfit.wavefront import Wavefront
+
+MODEL_ID = "CoolChic"
+ACTIVATIONS = ((nn.ReLU, exact.relu), (nn.GELU, exact.gelu))
+"""Synthesis activations a bitstream can name (its code is the index): the training module's
+class and the exact decoder's function."""
+_MAX_PIXELS = 1 << 28
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a decoder must know to rebuild the networks (everything but their values)."""
+
+    levels: int
+    context: int
+    hidden_layers: int
+    coarse: int
+    upsampling_kernel: int  # 0: bilinear (C3)
+    synthesis_hidden: tuple[int, ...]
+    residual_layers: int
+    activation: int  # index into ACTIVATIONS
+
+    @classmethod
+    def of(cls, model: CoolChic) -> Architecture:
+        """The architecture of ``model``; ValueError for modules no bitstream describes."""
+        arm, up, syn = model.arm, model.upsampling, model.synthesis
+        if isinstance(up, LearnedUpsampling):
+            kernel = up.kernel_size
+        elif isinstance(up, BilinearUpsampling):
+            kernel = 0
+        else:
+            raise ValueError(f"no bitstream describes the upsampling {type(up).__name__}")
+        codes = [i for i, (t, _) in enumerate(ACTIVATIONS) if type(syn.activation) is t]
+        if not codes or getattr(syn.activation, "approximate", "none") != "none":
+            raise ValueError(f"no exact decoder for the synthesis activation {syn.activation}")
+        if syn.residual and syn.residual[0].out_channels != 3:
+            raise ValueError("the synthesis must output 3 channels")
+        return cls(
+            levels=model.latents.levels,
+            context=len(arm.offsets),
+            hidden_layers=len(arm.layers) - 1,
+            coarse=len(arm.coarse_offsets),
+            upsampling_kernel=kernel,
+            synthesis_hidden=tuple(c.out_channels for c in syn.pointwise[:-1]),
+            residual_layers=len(syn.residual),
+            activation=codes[0],
+        )
+
+    def ints(self) -> list[int]:
+        return [
+            self.levels,
+            self.context,
+            self.hidden_layers,
+            self.coarse,
+            self.upsampling_kernel,
+            len(self.synthesis_hidden),
+            *self.synthesis_hidden,
+            self.residual_layers,
+            self.activation,
+        ]
+
+    @classmethod
+    def parse(cls, ints: tuple[int, ...]) -> tuple[Architecture, int]:
+        """(architecture, number of integers read) from the start of ``ints``."""
+        n_hidden = ints[5]
+        arch = cls(*ints[:5], tuple(ints[6 : 6 + n_hidden]), *ints[6 + n_hidden : 8 + n_hidden])
+        if len(arch.synthesis_hidden) != n_hidden or not (
+            1 <= arch.levels <= 16
+            and 1 <= arch.context <= 24
+            and arch.hidden_layers <= 8
+            and arch.coarse <= 9
+            and arch.upsampling_kernel % 4 == 0
+            and arch.upsampling_kernel <= 64
+            and all(1 <= w <= 1024 for w in arch.synthesis_hidden)
+            and arch.residual_layers <= 16
+            and arch.activation < len(ACTIVATIONS)
+        ):
+            raise ValueError(f"impossible architecture {arch}")
+        return arch, 8 + n_hidden
+
+    def build(self, size: tuple[int, int]) -> CoolChic:
+        """A model of this architecture for an image of ``size`` (parameters initialised)."""
+        if self.upsampling_kernel:
+            up = functools.partial(LearnedUpsampling, kernel_size=self.upsampling_kernel)
+        else:
+            up = BilinearUpsampling
+        activation = ACTIVATIONS[self.activation][0]()
+        syn = functools.partial(
+            Synthesis,
+            hidden=self.synthesis_hidden,
+            residual_layers=self.residual_layers,
+            activation=activation,
+        )
+        arm = ARM(self.context, self.hidden_layers, self.coarse)
+        return CoolChic(size, arm, up, syn, levels=self.levels)
+
+
+@dataclass
+class Encoded:
+    """A bitstream and what the encoder knows of it.
+
+    Args:
+        data: the file.
+        image: what its decoder returns (uint8 HxWx3).
+        bytes: bytes per part: ``header`` (container, descriptor, CRC), each network, ``latents``.
+        bits: the ideal code length of each part under its coding tables.
+    """
+
+    data: bytes
+    image: np.ndarray
+    bytes: dict[str, int]
+    bits: dict[str, float]
+
+
+def encode(model: CoolChic, groups: list[params.Group]) -> Encoded:
+    """The file of ``model`` (eval mode) with its networks quantised as ``groups``."""
+    arch = Architecture.of(model)
+    y_hat = [y[0, 0].double().numpy() for y in model.rounded_latents()]
+    wavefront = Wavefront(model.latents.shapes, arch.context, arch.coarse)
+    for rounding in (0, exact.ARM_BITS):  # no rounding if every sum is exact without
+        decoder = _decoder(arch, groups, rounding)
+        try:
+            latents = wavefront.encode(y_hat, decoder.arm)
+            break
+        except ValueError:
+            if rounding:
+                raise
+    modules = list(dict.fromkeys(g.module for g in groups))
+    strings = [params.encode([g for g in groups if g.module == m]) for m in modules]
+    strings.append(latents)
+    image = to_uint8(decoder.image([torch.from_numpy(y)[None, None] for y in y_hat], True))
+    header = [*arch.ints(), rounding, *(v for g in groups for v in (g.exponent, g.scale, g.raw))]
+    digest = hashlib.sha256(image.tobytes()).digest()[:8]
+    data = pack(Bitstream(MODEL_ID, digest, model.size, tuple(header), strings))
+    mq, s = wavefront.parameters(y_hat, decoder.arm)
+    bits = {m: sum(params.bits(g) for g in groups if g.module == m) for m in modules}
+    bits["latents"] = laplace.bits(wavefront.symbols(y_hat), mq, s)
+    sizes = {m: len(string) for m, string in zip([*modules, "latents"], strings, strict=True)}
+    sizes = {"header": len(data) - sum(sizes.values()), **sizes}
+    return Encoded(data, image, sizes, bits)
+
+
+def decode(data: bytes, name: str = "bitstream") -> np.ndarray:
+    """The image (uint8 HxWx3) of a file made by :func:`encode`; one-line LiclabError for a
+    corrupt, truncated or foreign file."""
+    bs = unpack(data, name)
+    if bs.model_id != MODEL_ID:
+        raise LiclabError(f"{name}: made by {bs.model_id}, not by an overfitted codec")
+    try:
+        image = _decode(bs)
+    except (ValueError, IndexError, OverflowError, RuntimeError, AssertionError) as exc:
+        # constriction asserts on data its model cannot have produced
+        raise LiclabError(f"{name}: corrupt file ({str(exc).splitlines()[0][:120]})") from None
+    if hashlib.sha256(image.tobytes()).digest()[:8] != bs.model_hash:
+        raise LiclabError(
+            f"{name}: the decoded image differs from the encoder's (checksum mismatch): "
+            "this decoder's arithmetic is not the encoder's"
+        )
+    return image
+
+
+def part_sizes(data: bytes, name: str = "bitstream") -> dict[str, int]:
+    """Bytes per part of a file: ``header`` (everything but the strings), each network,
+    ``latents``."""
+    bs = unpack(data, name)
+    try:
+        arch, _ = Architecture.parse(bs.shape)
+        _, modules, _ = _groups(arch, bs)
+    except (ValueError, IndexError) as exc:
+        raise LiclabError(f"{name}: corrupt file ({exc})") from None
+    sizes = {m: len(s) for m, s in zip([*modules, "latents"], bs.strings, strict=True)}
+    return {"header": len(data) - sum(sizes.values()), **sizes}
+
+
+def _groups(arch: Architecture, bs: Bitstream) -> tuple[list[params.Group], list[str], int]:
+    """The parameter groups of the file (header fields set), the modules with strings and the
+    ARM's rounding bits."""
+    h, w = bs.size
+    if not 0 < h * w <= _MAX_PIXELS:
+        raise ValueError(f"image size {w}x{h}")
+    groups = params.groups(arch.build((h, w)))
+    rounding, *fields = bs.shape[len(arch.ints()) :] or [-1]
+    if rounding not in (0, exact.ARM_BITS):
+        raise ValueError(f"ARM rounding {rounding}")
+    modules = list(dict.fromkeys(g.module for g in groups))
+    if len(fields) != 3 * len(groups) or len(bs.strings) != len(modules) + 1:
+        raise ValueError("descriptor and parts do not match")
+    for i, g in enumerate(groups):
+        g.exponent, g.scale, g.raw = fields[3 * i : 3 * i + 3]
+        if g.exponent > 30 or g.raw > params.MAX_RAW_BITS or g.scale >= laplace.NUM_SCALES:
+            raise ValueError("impossible parameter coding")
+    return groups, modules, rounding
+
+
+def _decode(bs: Bitstream) -> np.ndarray:
+    h, w = bs.size
+    arch, _ = Architecture.parse(bs.shape)
+    groups, modules, rounding = _groups(arch, bs)
+    for module, string in zip(modules, bs.strings, strict=False):
+        params.decode(string, [g for g in groups if g.module == module])
+    wavefront = Wavefront(grid_shapes(h, w, arch.levels), arch.context, arch.coarse)
+    _, x_hat = _decoder(arch, groups, rounding).decode(wavefront, bs.strings[-1])
+    return to_uint8(x_hat)
+
+
+def _decoder(arch: Architecture, groups: list[params.Group], rounding: int) -> Decoder:
+    values = {f"{g.module}.{n}": v for g in groups for n, v in g.values().items()}
+    return Decoder(
+        values,
+        arch.hidden_layers,
+        arch.levels,
+        bool(arch.upsampling_kernel),
+        len(arch.synthesis_hidden) + 1,
+        arch.residual_layers,
+        ACTIVATIONS[arch.activation][1],
+        rounding,
+    )

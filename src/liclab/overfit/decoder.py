@@ -1,0 +1,166 @@
+"""The overfitted codec's decoder: exact networks, latents and image decoded side by side.
+
+::
+
+    main thread    range decoder + exact ARM, wavefront step by step ─────────────────▶ ŷ
+                        │ progress (steps done)
+    worker thread       └─ coarse grids done ─▶ upsampling of ŷ_1 … ŷ_{L−1}
+                           rows of ŷ_0 done ──▶ 1×1 layers ─▶ residual 3×3 layers (bands) ─▶ x̂
+
+The wavefront finishes the coarse grids halfway and the finest grid's rows at a steady pace
+(one per k steps), so the image is reconstructed band by band on the second core while the
+latents are still being decoded: the decoder's time is about the wavefront's. Every band
+computes exactly what the whole-image pass (:meth:`Decoder.image`, the encoder's) computes.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from liclab.overfit import exact
+from liclab.overfit.wavefront import Wavefront
+
+BAND = 16  # rows of the finest grid per band of the image
+
+
+class Decoder:
+    """The exact networks of a file.
+
+    Args:
+        values: quantised parameters by ``"{module}.{name}"`` (float64 dyadic arrays).
+        hidden_layers: the ARM's hidden layers.
+        levels: L.
+        learned: learned upsampling (Cool-chic) or bilinear (C3).
+        pointwise: number of the synthesis's 1×1 layers.
+        residual: number of its residual layers.
+        activation: :func:`liclab.overfit.exact.relu` or :func:`~liclab.overfit.exact.gelu`.
+        rounding: the ARM's rounding bits (0: none).
+    """
+
+    def __init__(
+        self, values, hidden_layers, levels, learned, pointwise, residual, activation, rounding: int
+    ):
+        arm = [f"arm.layers.{i}" for i in range(hidden_layers + 1)]
+        self.arm = exact.ExactARM(
+            [values[f"{n}.weight"] for n in arm],
+            [values[f"{n}.bias"] for n in arm],
+            rounding or None,
+        )
+
+        def t(key: str) -> Tensor:
+            return torch.from_numpy(values[key])
+
+        self.kernels = (
+            [t(f"upsampling.kernels.{i}") for i in range(levels - 1)] if learned else (None)
+        )
+        syn = "synthesis.pointwise"
+        self.synthesis = exact.ExactSynthesis(
+            [(t(f"{syn}.{i}.weight").flatten(1), t(f"{syn}.{i}.bias")) for i in range(pointwise)],
+            [
+                (t(f"synthesis.residual.{i}.weight"), t(f"synthesis.residual.{i}.bias"))
+                for i in range(residual)
+            ],
+            activation,
+        )
+
+    def image(self, y_hat: list[Tensor], verify: bool = False) -> Tensor:
+        """x̂ (1, 3, H, W) float64 of the grids (each (1, 1, h, w) float64), in one pass."""
+        up = exact.upsampled(y_hat[1:], tuple(y_hat[0].shape[-2:]), self.kernels, verify)
+        return self.synthesis(torch.cat([y_hat[0], up], dim=1), verify)
+
+    def decode(self, wavefront: Wavefront, data: bytes) -> tuple[list[np.ndarray], Tensor]:
+        """(grids, x̂ (1, 3, H, W)) of a latent string, the image reconstructed in a worker
+        thread as the wavefront completes rows (see the module docstring). Torch's intra-op
+        threads are set to one meanwhile (a process-wide setting, restored after): the two
+        threads already keep two cores busy, and more would only contend for them."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._decode(wavefront, data)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _decode(self, wavefront: Wavefront, data: bytes) -> tuple[list[np.ndarray], Tensor]:
+        progress = _Progress()
+        canvas = wavefront.canvas()
+        result: dict = {}
+        worker = threading.Thread(
+            target=self._reconstruct, args=(wavefront, canvas, progress, result), daemon=True
+        )
+        worker.start()
+        try:
+            y_hat = wavefront.decode(data, self.arm, canvas, progress.update)
+        finally:
+            progress.stop()
+            worker.join()
+        if "error" in result:
+            raise result["error"]
+        return y_hat, result["x_hat"]
+
+    def _reconstruct(self, wavefront: Wavefront, canvas, progress: _Progress, result) -> None:
+        try:
+            result["x_hat"] = self._bands(wavefront, canvas, progress)
+        except BaseException as exc:  # handed to the main thread
+            result["error"] = exc
+
+    def _bands(self, wavefront: Wavefront, canvas, progress: _Progress) -> Tensor | None:
+        (h, w), levels = wavefront.shapes[0], len(wavefront.shapes)
+        if progress.wait(wavefront.finished(range(1, levels))) is None:
+            return None
+        grids = wavefront.grids(canvas)
+        coarse = [torch.from_numpy(g)[None, None] for g in grids[1:]]
+        up = exact.upsampled(coarse, (h, w), self.kernels)[0].permute(1, 2, 0)  # (H, W, L − 1)
+        residual = len(self.synthesis.residual_layers)
+        planes = [torch.empty(3, h, w, dtype=torch.float64) for _ in range(residual + 1)]
+        done = [0] * (residual + 1)  # rows of each stage computed
+        finest = canvas[: wavefront.cells].reshape(-1, wavefront.width)
+        r0, c0 = wavefront.top, wavefront.cols[0]
+        while done[-1] < h:
+            steps = progress.wait(min(wavefront.finished([0], done[0] + BAND), wavefront.steps))
+            if steps is None:
+                return None
+            ready = wavefront.rows_done(0, steps)
+            if ready > done[0]:
+                y0 = torch.from_numpy(finest[r0 + done[0] : r0 + ready, c0 : c0 + w])
+                rows = torch.cat(
+                    [y0.reshape(-1, 1), up[done[0] : ready].reshape(y0.numel(), levels - 1)], 1
+                )
+                x = self.synthesis.pointwise(rows)
+                planes[0][:, done[0] : ready] = x.t().reshape(3, ready - done[0], w)
+                done[0] = ready
+            for i in range(residual):  # each layer one row behind its input (3×3)
+                limit = h if done[i] == h else done[i] - 1
+                if limit > done[i + 1]:
+                    band = self.synthesis.residual(i, planes[i], done[i + 1], limit)
+                    planes[i + 1][:, done[i + 1] : limit] = band
+                    done[i + 1] = limit
+        return (planes[-1] * 2.0**-exact.SYN_BITS)[None]
+
+
+class _Progress:
+    """Steps done by the wavefront, shared with the worker (which waits on it)."""
+
+    def __init__(self):
+        self.steps, self.final = 0, False
+        self.cond = threading.Condition()
+
+    def update(self, steps: int) -> None:
+        with self.cond:
+            self.steps = steps
+            self.cond.notify()
+
+    def stop(self) -> None:
+        """No more steps will come (done, or decoding failed)."""
+        with self.cond:
+            self.final = True
+            self.cond.notify()
+
+    def wait(self, steps: int) -> int | None:
+        """Steps done once at least ``steps`` are; None if decoding stopped short."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.steps >= steps or self.final)
+            return self.steps if self.steps >= steps else None

@@ -1,0 +1,295 @@
+"""Encoding with an overfitted codec: an optimisation of one model over one image.
+
+The schedule follows Cool-chic's and C3's (Ladune et al., Cool-chic 3.x–5.x ``c3x_intra``
+preset; Kim et al. 2024, C3, arXiv:2312.02753)::
+
+    warm-up   n₀ fresh models, each trained a few iterations; the best n₁ go on; …; best 1
+    main      cosine learning rate, annealed proxy (soft rounding T 0.3 → 0.1 with noise)
+    final     straight-through rounding at a low learning rate
+
+Every phase validates under true rounding every ``validate_every`` iterations and ends on its
+best state. The loss is :class:`liclab.overfit.loss.CoolChicMSE` (MSE + λ·bpp, Cool-chic's λ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from liclab.overfit.loss import CoolChicMSE
+from liclab.overfit.model import CoolChic, describe
+from liclab.quantizers import Quantizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Phase:
+    """One stretch of the optimisation.
+
+    Args:
+        iterations: optimiser steps (per candidate, in the warm-up).
+        lr: Adam's learning rate at the start.
+        quantizer: the proxy; its ``on_train_step(i, iterations)`` anneals it over the phase.
+        cosine: decay the learning rate to 0 along a half cosine (C3); else keep it.
+    """
+
+    iterations: int
+    lr: float
+    quantizer: Quantizer
+    cosine: bool = True
+
+
+@dataclass
+class Warmup:
+    """Keep the best of several initialisations (Cool-chic): round r trains the best
+    ``candidates[r]`` models (fresh ones in round 0) for ``phase.iterations`` each.
+
+    Args:
+        candidates: models alive in each round, decreasing, e.g. (5, 2).
+        phase: how each candidate is trained in each round.
+    """
+
+    candidates: Sequence[int]
+    phase: Phase
+
+
+@dataclass
+class Schedule:
+    """Warm-up, main and final phases (Cool-chic 5.0.1 at ``--n_itr 2000``: 5 × 50 + 2 × 50
+    warm-up, 1150 main, 500 final iterations).
+
+    Args:
+        warmup: the competition of initialisations (None: one model, no warm-up).
+        main: the main phase.
+        final: the straight-through phase (None: none).
+        grad_clip: global gradient-norm clip (Cool-chic: 0.1).
+        validate_every: iterations between validations under rounding.
+    """
+
+    main: Phase
+    warmup: Warmup | None = None
+    final: Phase | None = None
+    grad_clip: float | None = 0.1
+    validate_every: int = 100
+
+    @property
+    def coding_quantizer(self) -> Quantizer:
+        """The decoder's rounding: the last phase's proxy in eval mode (plain rounding for
+        every proxy but universal quantization, which rounds around its shared dither)."""
+        return (self.final or self.main).quantizer
+
+    @property
+    def iterations(self) -> int:
+        """Optimiser steps in all, every warm-up candidate's counted."""
+        warm = self.warmup
+        n = sum(warm.candidates) * warm.phase.iterations if warm else 0
+        return n + self.main.iterations + (self.final.iterations if self.final else 0)
+
+    def scaled(self, total: int) -> Schedule:
+        """This schedule with every phase's iterations scaled by ``total / iterations`` (at
+        least one each), as Cool-chic's ``--n_itr``: the proportions of the phases stay."""
+        factor = total / self.iterations
+
+        def phase(p: Phase) -> Phase:
+            return dataclasses.replace(p, iterations=max(1, round(p.iterations * factor)))
+
+        warm = self.warmup
+        return dataclasses.replace(
+            self,
+            warmup=dataclasses.replace(warm, phase=phase(warm.phase)) if warm else None,
+            main=phase(self.main),
+            final=phase(self.final) if self.final else None,
+        )
+
+
+@dataclass
+class Fit:
+    """A fitted model (eval mode) and how it went: ``stats`` under true rounding at the end
+    (``bpp`` is the latents' entropy estimate, ``psnr`` on 8-bit output); ``history`` has a
+    record per validation (``kind`` "validation": loss, bpp, mse, psnr), and per phase its
+    starting loss ("start") and the loss of the state it ended on ("kept")."""
+
+    model: CoolChic
+    stats: dict[str, float]
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(
+    image: Tensor,
+    model: Callable[..., CoolChic],
+    lmbda: float,
+    schedule: Schedule,
+    *,
+    device: str | torch.device = "cpu",
+    compile: bool = False,
+    seed: int = 0,
+    log_every: int = 100,
+) -> Fit:
+    """Fit an overfitted codec to ``image``.
+
+    Args:
+        image: (3, H, W) or (1, 3, H, W) in [0, 1].
+        model: builds a model from ``size=(H, W)`` (a config's partial of
+            :class:`~liclab.overfit.model.CoolChic`).
+        lmbda: λ in Cool-chic's convention (loss = MSE + λ·bpp).
+        schedule: the phases.
+        device: where to run ("cpu", "cuda", …); the same code everywhere.
+        compile: ``torch.compile`` the rate and decoding path (worth it on a GPU and for long
+            runs on a CPU; the first iterations pay the compilation).
+        seed: seeds initialisations and noise; candidate i of the warm-up uses seed + i.
+        log_every: iterations between progress lines (``logging``, logger ``liclab.overfit``).
+    """
+    x = (image[None] if image.dim() == 3 else image).to(device=device, dtype=torch.float32)
+    if x.dim() != 4 or x.shape[:2] != (1, 3):
+        raise ValueError(f"fit: expected one RGB image (3, H, W), got {tuple(image.shape)}")
+    size = tuple(x.shape[-2:])
+
+    def initial_state(i: int) -> dict[str, Tensor]:
+        torch.manual_seed(seed + i)
+        return model(size=size).state_dict()
+
+    # One model object trains every candidate in turn (their states are swapped in), so that
+    # torch.compile compiles once.
+    work = model(size=size).to(device)
+    log.info("%s", describe(work))
+    run = Fitter(x, CoolChicMSE(lmbda), schedule, log_every, work, compile)
+    if schedule.warmup:
+        warm = schedule.warmup
+        pool = [(math.inf, initial_state(i)) for i in range(warm.candidates[0])]
+        for r, n in enumerate(warm.candidates):
+            pool = sorted(pool, key=lambda entry: entry[0])[:n]
+            pool = [
+                run.phase(state, warm.phase, f"warm-up {r + 1}.{c + 1}/{n}")
+                for c, (_, state) in enumerate(pool)
+            ]
+        state = min(pool, key=lambda entry: entry[0])[1]
+    else:
+        state = initial_state(0)
+    _, state = run.phase(state, schedule.main, "main")
+    if schedule.final:
+        _, state = run.phase(state, schedule.final, "final")
+    work.load_state_dict(state)
+    stats = run.validate()
+    stats.update(iterations=run.done, seconds=run.seconds, s_per_iteration=run.seconds / run.done)
+    log.info(
+        "done: %.4f bpp (latents, estimate), %.3f dB, %d iterations in %.0f s (%.3f s/it)",
+        stats["bpp"], stats["psnr"], run.done, run.seconds, stats["s_per_iteration"],
+    )  # fmt: skip
+    return Fit(work.eval(), stats, run.history)
+
+
+class Fitter:
+    """The state of one fit: the image, loss, the model being trained, clock and history."""
+
+    def __init__(
+        self,
+        x: Tensor,
+        loss: CoolChicMSE,
+        schedule: Schedule,
+        log_every: int,
+        model: CoolChic,
+        compile: bool,
+    ):
+        self.x, self.loss, self.schedule, self.log_every = x, loss, schedule, log_every
+        self.model = model
+        # the proxy stays outside the compiled graph: its annealed floats would recompile it
+        self.rate_and_decode = torch.compile(model.rate_and_decode) if compile else None
+        self.total, self.done, self.seconds = schedule.iterations, 0, 0.0
+        self.history: list[dict] = []
+
+    def forward(self, q: Quantizer) -> dict:
+        if self.rate_and_decode is None:
+            return self.model(q)
+        likelihoods, x_hat = self.rate_and_decode(*self.model.latents(q))
+        return {"x_hat": x_hat, "likelihoods": likelihoods}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss, bpp (latents' estimate), MSE and 8-bit PSNR under true rounding."""
+        model, q = self.model, self.schedule.coding_quantizer
+        was_training, q_training = model.training, q.training
+        out = model.eval()(q.eval())
+        model.train(was_training)
+        q.train(q_training)
+        terms = self.loss(out, self.x)
+        mse8 = float(torch.mean((torch.round(self.x * 255) - torch.round(out["x_hat"] * 255)) ** 2))
+        return {
+            "loss": float(terms["loss"]),
+            "bpp": float(terms["bpp"]),
+            "mse": float(terms["mse"]),
+            "psnr": 10 * math.log10(255.0**2 / mse8) if mse8 > 0 else math.inf,
+        }
+
+    def phase(
+        self, state: dict[str, Tensor], phase: Phase, name: str
+    ) -> tuple[float, dict[str, Tensor]]:
+        """Train from ``state`` through ``phase``; returns the best validated (loss, state)."""
+        model = self.model
+        model.load_state_dict(state)
+        model.train()
+        q = phase.quantizer.train()
+        opt = torch.optim.Adam(model.parameters(), lr=phase.lr)
+        best = (self.validate()["loss"], _copy(model))
+        self.history.append(
+            {"phase": name, "iteration": self.done, "kind": "start", "loss": best[0]}
+        )
+        every = min(self.schedule.validate_every, phase.iterations)
+        start = time.perf_counter()
+        for i in range(phase.iterations):
+            q.on_train_step(i, phase.iterations)
+            if phase.cosine:
+                for group in opt.param_groups:
+                    group["lr"] = 0.5 * phase.lr * (1 + math.cos(math.pi * i / phase.iterations))
+            terms = self.step(q, opt)
+            self.done += 1
+            if self.done % self.log_every == 0:
+                self._log(name, terms, start)
+            if (i + 1) % every == 0 or i + 1 == phase.iterations:
+                record = self.validate()
+                record.update(phase=name, iteration=self.done, kind="validation")
+                self.history.append(record)
+                if record["loss"] < best[0]:
+                    best = (record["loss"], _copy(model))
+        self.seconds += time.perf_counter() - start
+        self.history.append(
+            {"phase": name, "iteration": self.done, "kind": "kept", "loss": best[0]}
+        )
+        return best
+
+    def step(self, q: Quantizer, opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+        """One iteration: forward under ``q``, loss, backward, clipping, optimiser step."""
+        opt.zero_grad(set_to_none=True)
+        terms = self.loss(self.forward(q), self.x)
+        terms["loss"].backward()
+        if self.schedule.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.schedule.grad_clip)
+        opt.step()
+        return terms
+
+    def _log(self, name: str, terms: dict, start: float) -> None:
+        elapsed = self.seconds + time.perf_counter() - start
+        rate = self.done / elapsed
+        mse = terms["mse"].item()
+        log.info(
+            "%d/%d %s: loss %.6f, bpp %.4f, PSNR %.2f dB (proxy); %.2f it/s, ETA %s",
+            self.done, self.total, name, terms["loss"].item(), terms["bpp"].item(),
+            10 * math.log10(1 / mse) if mse > 0 else math.inf, rate,
+            _duration((self.total - self.done) / rate),
+        )  # fmt: skip
+
+
+def _copy(model: CoolChic) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"

@@ -1,0 +1,317 @@
+"""The overfitted decoder in exact arithmetic: the same bits on every CPU and thread count.
+
+A float sum's rounding depends on the order of its terms, and that order changes with the
+vector width, the BLAS kernel and the thread count. Here no sum ever rounds: the networks'
+parameters are quantised to powers of two (``w = W·2^−e``) and every activation is a dyadic
+number of bounded precision, so every product and partial sum has at most 53 significant
+bits, which float64 holds exactly, in any order, with or without FMA (the argument of
+:mod:`liclab.models.integer`, with float64 products in place of int8 digit products: the
+matrices here are 2–48 wide). The upsampled latents are rounded to 2^−12 after every pass
+(:data:`UP_BITS`), the synthesis's activations to 2^−16 after every layer (:data:`SYN_BITS`),
+the ARM's only when its few layers would not fit otherwise (:data:`ARM_BITS`); those roundings
+are ``rint`` of exact values, deterministic, and elementwise operations (IEEE-754 correctly
+rounded) are the same everywhere. :func:`check` verifies the 53-bit bound on the encoder's
+data, whose every intermediate value the decoder recomputes.
+
+On kodim01 (``coolchic_hop``) the upsampled latents differ from the float32 model's by at most
+5e−4, x̂ by at most 1e−4 (mean 1.2e−5), and 0.3 % of the 8-bit pixels by one level: a
+slightly different decoder, which encoder and decoder compute identically.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from liclab.overfit import laplace
+from liclab.overfit.arm import LOG_SCALE_SHIFT
+
+ARM_BITS = 12
+UP_BITS = 12
+SYN_BITS = 16
+_EXACT = 2.0**52  # one bit of margin below float64's 53
+
+
+def fraction_bits(a: np.ndarray | Tensor) -> int:
+    """The fewest k with ``a·2^k`` all integers (a dyadic array; at most 60)."""
+    a = np.asarray(a, dtype=np.float64)
+    for k in range(61):
+        s = a * 2.0**k
+        if np.array_equal(s, np.rint(s)):
+            return k
+    raise ValueError("not a dyadic array of at most 60 fraction bits")
+
+
+def check(bound: float, bits: int, what: str) -> None:
+    """Raise unless a sum of terms with ``bits`` fraction bits and total magnitude at most
+    ``bound`` is exact in float64."""
+    if bound * 2.0**bits >= _EXACT:
+        raise ValueError(
+            f"{what}: {bound:.3g} at 2^-{bits} exceeds float64's exact range (2^52); "
+            "coarser parameter steps would fit"
+        )
+
+
+class ExactARM:
+    """The ARM (:class:`liclab.overfit.arm.ARM`) on quantised parameters, exactly::
+
+        h₀ = [1, context];  hᵢ₊₁ = relu(hᵢ Aᵢ),  Aᵢ = [[1, bᵢ], [0, (Wᵢ + I)ᵀ]];
+        (32·(μ − 7) + 16, 16·(s − 4) + 74) = h A_o
+
+    A leading column of ones carries the biases (and the output's integer constants) into the
+    products, and the identity of the residual is folded into the weights; the output is in
+    the coding grid's units (:func:`liclab.overfit.laplace.snap`). Every product is a sum of
+    dyadic numbers: exact while it fits 53 bits, which the encoder checks on its data
+    (``verify``). Where it would not (deep ARMs, fine steps, large latents), ``rounding=F``
+    rounds each hidden activation to 2^−F, carried as integers; the bitstream records which.
+
+    Args:
+        weights: each layer's (out, in) weights, float64 dyadic (hidden layers, then output).
+        biases: each layer's biases.
+        rounding: None, or F: the hidden activations' grid 2^−F.
+    """
+
+    def __init__(self, weights: list[np.ndarray], biases: list[np.ndarray], rounding=None):
+        self.rounding = rounding
+        scale = 1.0 if rounding is None else 2.0**rounding
+        self.hidden = []
+        for i, (w, b) in enumerate(zip(weights[:-1], biases[:-1], strict=True)):
+            n = len(w)
+            a = np.zeros((n + 1, n + 1))
+            a[0, 0] = 1.0
+            a[0, 1:] = b * scale
+            a[1:, 1:] = (w + np.eye(n)).T * (scale if i == 0 else 1.0)
+            self.hidden.append(a)
+        units = np.array([laplace.MU_STEPS, laplace.SCALE_STEPS], dtype=np.float64)
+        w, b = weights[-1], biases[-1]
+        self.out = np.zeros((w.shape[1] + 1, 2))
+        shift = LOG_SCALE_SHIFT * laplace.SCALE_STEPS
+        self.out[0] = b * units + [laplace.MU_OFFSET, laplace.SCALE_ORIGIN - shift]
+        self.out[1:] = w.T * units / (scale if self.hidden else 1.0)
+
+    def __call__(self, ctx: np.ndarray, verify: bool = False) -> np.ndarray:
+        """The two outputs (n, 2) in grid units for context rows ``ctx`` (n, 1 + width): a
+        column of ones, then integer latents (float64). ``verify`` raises unless every sum is
+        exact (the encoder's pass over all latents)."""
+        h, bits = ctx, 0
+        for i, a in enumerate(self.hidden):
+            if verify:
+                bits = _check_product(h, a, bits, f"ARM layer {i}")
+            h = h @ a
+            if self.rounding is not None:
+                np.rint(h, out=h)
+                bits = 0
+            torch.from_numpy(h).relu_()  # in place; numpy's maximum is ~2× slower here
+        if verify:
+            _check_product(h, self.out, bits, "ARM output layer")
+        return h @ self.out
+
+
+def _check_product(x: np.ndarray, a: np.ndarray, x_bits: int, what: str) -> int:
+    """Check ``x @ a`` is exact; returns its fraction bits."""
+    bits = x_bits + fraction_bits(a)
+    check(float((np.abs(x) @ np.abs(a)).max(initial=0.0)), bits, what)
+    return bits
+
+
+def round_to(x: Tensor, bits: int) -> Tensor:
+    """``x`` rounded (half to even) to the grid 2^−bits, in place."""
+    return x.mul_(2.0**bits).round_().mul_(2.0**-bits)
+
+
+def upsample2(x: Tensor, half: Tensor, verify: bool = False) -> Tensor:
+    """:func:`liclab.overfit.upsampling.upsample2` exactly (float64; each pass rounded to
+    2^−UP_BITS): ``x`` on that grid, as values."""
+    scale = 2.0**UP_BITS
+    return _upsample2_units(x * scale, half, verify) / scale
+
+
+def _upsample2_units(x: Tensor, half: Tensor, verify: bool) -> Tensor:
+    """:func:`upsample2` on values in units of 2^−UP_BITS (integers), in polyphase form: with
+    k = [half, reversed(half)] of K taps, along each axis ``out[2q] = Σ_t x[q + t − K/4]·k[K−1−2t]``
+    and ``out[2q+1] = Σ_t x[q + 1 + t − K/4]·k[K−2−2t]`` (t < K/2, indexes clamped: the edge
+    replication), each pass rounded to integers."""
+    kernel = torch.cat([half, half.flip(0)]).tolist()
+    for dim in (-1, -2):
+        if verify:
+            check(float(x.abs().max()) * sum(map(abs, kernel)), fraction_bits(half), "upsampling")
+        x = _upsample_axis(x, kernel, dim).round_()
+    return x
+
+
+def _upsample_axis(x: Tensor, k: list[float], dim: int) -> Tensor:
+    taps, n = len(k) // 2, x.shape[dim]
+    pad = taps // 2
+    sides = (pad, pad + 1, 0, 0) if dim == -1 else (0, 0, pad, pad + 1)
+    xp = F.pad(x, sides, mode="replicate")  # xp[i] = x[clamp(i − pad)]
+    even = xp.narrow(dim, 0, n) * k[2 * taps - 1]
+    odd = xp.narrow(dim, 1, n) * k[2 * taps - 2]
+    for t in range(1, taps):
+        even.add_(xp.narrow(dim, t, n), alpha=k[2 * taps - 1 - 2 * t])
+        odd.add_(xp.narrow(dim, t + 1, n), alpha=k[2 * taps - 2 - 2 * t])
+    shape = list(x.shape)
+    shape[dim] = 2 * n
+    return torch.stack([even, odd], dim=dim).reshape(shape)  # interleaved
+
+
+def upsampled(
+    coarse: list[Tensor], size: tuple[int, int], kernels: list[Tensor] | None, verify: bool = False
+) -> Tensor:
+    """The grids ŷ_1 … ŷ_{L−1} (``coarse``) at full resolution, (1, L − 1, H, W) float64: what
+    the upsampling (:mod:`liclab.overfit.upsampling`) puts beside ŷ_0, which it never reads.
+    ``kernels``: the learned upsampling's (Cool-chic), or None for bilinear (C3, with
+    interpolation weights rounded to 2^−16, then exact)."""
+    h, w = size
+    scale = 2.0**UP_BITS
+    if not coarse:
+        return torch.zeros(1, 0, h, w, dtype=torch.float64)
+    if kernels is None:
+        ups = []
+        for y in coarse:
+            for dim, n in ((-1, w), (-2, h)):
+                y = round_to(_interpolate_axis(y, n, dim), UP_BITS)
+            ups.append(y)
+        return torch.cat(ups, dim=1)
+    x = coarse[-1] * scale  # in units of 2^−UP_BITS from here on
+    for level in range(len(coarse) - 1, -1, -1):
+        th, tw = coarse[level - 1].shape[-2:] if level else size
+        x = _upsample2_units(x, kernels[level], verify)[..., :th, :tw]
+        if level:
+            x = torch.cat([coarse[level - 1] * scale, x], dim=1)
+    return x.mul_(1 / scale)
+
+
+def _interpolate_axis(x: Tensor, size: int, dim: int) -> Tensor:
+    """Linear interpolation with half-pixel centres (``align_corners=False``) along ``dim``."""
+    n = x.shape[dim]
+    src = ((torch.arange(size, dtype=torch.float64) + 0.5) * (n / size) - 0.5).clamp_(min=0)
+    i0 = src.floor().long().clamp_(max=n - 1)
+    i1 = (i0 + 1).clamp_(max=n - 1)
+    lam = round_to(src - i0, 16)
+    shape = [1] * x.dim()
+    shape[dim] = size
+    lam = lam.view(shape)
+    return x.index_select(dim, i0) * (1 - lam) + x.index_select(dim, i1) * lam
+
+
+GELU_RANGE = 5  # |x| ≥ 5: x·Φ(x) is within 2^−17 of ReLU(x), so it rounds to it
+
+
+@functools.cache
+def gelu_table() -> Tensor:
+    """``g(x) = round(GELU(x)·2^16) − ReLU(x)·2^16`` at every multiple of 2^−16 in [−5, 5]
+    (float64 integers; zero at both ends). The test suite checks no entry is near a rounding
+    tie, so every faithful ``erf`` gives this table."""
+    x = torch.arange(-GELU_RANGE << SYN_BITS, (GELU_RANGE << SYN_BITS) + 1, dtype=torch.float64)
+    x = x * 2.0**-SYN_BITS
+    gelu = x * 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+    return torch.round(gelu * 2.0**SYN_BITS) - x.relu() * 2.0**SYN_BITS
+
+
+def relu(h: Tensor) -> Tensor:
+    """ReLU of synthesis activations, in place."""
+    return h.relu_()
+
+
+def gelu(h: Tensor) -> Tensor:
+    """GELU of synthesis activations ``h = H·2^−16`` (given as the integers H), rounded to the
+    same grid: ``ReLU(H) + g(H)`` with :func:`gelu_table`'s g, clamped at its ends."""
+    top = GELU_RANGE << SYN_BITS
+    index = (h.clamp(-top, top) + top).long()
+    g = gelu_table().index_select(0, index.reshape(-1)).view(h.shape)  # 4× table[index]
+    return g.add_(h.relu_())
+
+
+CHUNK = 4096  # pixel rows per chunk of the pointwise layers (in cache)
+BAND_ROWS = 16  # image rows per band of the residual layers (in cache)
+
+
+class ExactSynthesis:
+    """:class:`~liclab.overfit.synthesis.Synthesis` exactly, by pixel rows and image bands:
+    activations H·2^−16, rounded after every layer and carried as the integers H.
+
+    Args:
+        pointwise: the 1×1 layers' quantised (weight (out, in), bias), float64.
+        residual: the residual 3×3 layers' (weight (3, 3, 3, 3), bias).
+        activation: :func:`relu` or :func:`gelu`.
+    """
+
+    def __init__(self, pointwise, residual, activation: Callable[[Tensor], Tensor]):
+        s = 2.0**SYN_BITS
+        self.pointwise_layers = [
+            (w.t() * (s if i == 0 else 1.0), b * s) for i, (w, b) in enumerate(pointwise)
+        ]
+        self.residual_layers = [(w, b * s) for w, b in residual]
+        self.activation = activation
+
+    def __call__(self, dense: Tensor, verify: bool = False) -> Tensor:
+        """x̂ (1, 3, H, W) float64 (not clamped) of dense latents (1, L, H, W) on the 2^−12
+        grid, in one go; ``verify`` checks every sum is exact (the encoder's pass)."""
+        _, c, h, w = dense.shape
+        x = self.pointwise(dense.permute(0, 2, 3, 1).reshape(h * w, c), verify)
+        x = x.t().reshape(3, h, w)
+        for i in range(len(self.residual_layers)):
+            x = self.residual(i, x, 0, h, verify)
+        return (x * 2.0**-SYN_BITS)[None]
+
+    def pointwise(self, rows: Tensor, verify: bool = False) -> Tensor:
+        """The 1×1 layers on pixel rows (n, L): (n, 3), as integers H."""
+        layers = self.pointwise_layers
+        out = torch.empty(len(rows), layers[-1][0].shape[1], dtype=torch.float64)
+        bounds = [0.0] * len(layers)
+        for j in range(0, len(rows), CHUNK):
+            a = rows[j : j + CHUNK]
+            for i, (m, b) in enumerate(layers):
+                if verify:
+                    bounds[i] = max(bounds[i], float((a.abs() @ m.abs()).max() + b.abs().max()))
+                a = torch.addmm(b, a, m).round_()
+                if i < len(layers) - 1:
+                    a = self.activation(a)
+            out[j : j + CHUNK] = a
+        for i, ((m, b), bound) in enumerate(zip(layers, bounds, strict=True)):
+            if verify:
+                bits = max((UP_BITS if i == 0 else 0) + fraction_bits(m), fraction_bits(b))
+                check(bound, bits, f"synthesis layer {i}")
+        return out
+
+    def residual(self, i: int, x: Tensor, start: int, stop: int, verify: bool = False) -> Tensor:
+        """Rows ``start:stop`` of residual layer ``i``'s output, (3, stop − start, W), from its
+        input planes ``x`` (3, H, W) (rows start − 1 … stop needed; edges replicated), in bands
+        of :data:`BAND_ROWS` rows (in cache)."""
+        weight, bias = self.residual_layers[i]
+        if verify:
+            bound = float(x.abs().max()) * (1 + float(weight.abs().sum((1, 2, 3)).max()))
+            bits = max(fraction_bits(weight), fraction_bits(bias))
+            check(bound + float(bias.abs().max()), bits, f"synthesis residual layer {i}")
+        out = torch.cat(
+            [
+                self._residual_band(weight, bias, x, a, min(a + BAND_ROWS, stop))
+                for a in range(start, stop, BAND_ROWS)
+            ],
+            dim=1,
+        )
+        return self.activation(out) if i < len(self.residual_layers) - 1 else out
+
+    @staticmethod
+    def _residual_band(weight: Tensor, bias: Tensor, x: Tensor, start: int, stop: int) -> Tensor:
+        """27 broadcast multiply-adds (~2× faster than a float64 conv2d here), rounded."""
+        h, w = x.shape[-2:]
+        window = x[:, max(start - 1, 0) : min(stop + 1, h)]
+        pad = (1, 1, int(start == 0), int(stop == h))
+        window = F.pad(window[None], pad, mode="replicate")[0]
+        n = stop - start
+        out = x[:, start:stop] + bias.view(3, 1, 1)
+        for c in range(3):
+            for dy in range(3):
+                for dx in range(3):
+                    out.addcmul_(
+                        window[c : c + 1, dy : dy + n, dx : dx + w],
+                        weight[:, c, dy, dx].view(3, 1, 1),
+                    )
+        return out.round_()

@@ -1,0 +1,83 @@
+"""The synthesis of an overfitted codec: 1×1 layers, then residual 3×3 layers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liclab.overfit.mlp import pointwise_mlp
+
+
+class Synthesis(nn.Module):
+    """Dense latents (1, L, H, W) → image (1, 3, H, W) (Ladune et al. 2023, Cool-chic,
+    arXiv:2212.05458; Kim et al. 2024, C3, arXiv:2312.02753)::
+
+        L ─1×1─▶ hidden[0] ─act─ … ─1×1─▶ hidden[-1] ─act─1×1─▶ 3
+          ─▶ [x ← act(conv3×3(x) + x)] × (residual_layers − 1) ─▶ x ← conv3×3(x) + x
+
+    The 3×3 convolutions pad by replicating the border. Cool-chic's "hop" synthesis is
+    ``hidden=[40], residual_layers=2`` with ReLU; C3's Kodak one ``hidden=[18, 18]``,
+    ``residual_layers=2`` with GELU.
+
+    Args:
+        in_channels: L (the model passes it).
+        hidden: widths of the 1×1 hidden layers.
+        residual_layers: residual 3×3 layers on the output channels (initialised to zero:
+            identity).
+        out_channels: 3 for RGB.
+        activation: the non-linearity (an ``nn.Module``; in-place ReLU if None).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: Sequence[int] = (40,),
+        residual_layers: int = 2,
+        out_channels: int = 3,
+        activation: nn.Module | None = None,
+    ):
+        super().__init__()
+        widths = [in_channels, *hidden, out_channels]
+        self.pointwise = nn.ModuleList(
+            nn.Conv2d(a, b, 1) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.residual = nn.ModuleList(
+            nn.Conv2d(out_channels, out_channels, 3) for _ in range(residual_layers)
+        )
+        for conv in self.residual:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        self.activation = activation if activation is not None else nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, c, h, w = x.shape
+        if isinstance(self.activation, nn.ReLU):
+            # (H·W, C) rows: a view of channels-last input, and the output is channels-last
+            layers = self.pointwise
+            x = pointwise_mlp(
+                x.permute(0, 2, 3, 1).reshape(h * w, c),
+                [conv.weight.flatten(1) for conv in layers],
+                [conv.bias for conv in layers],
+                residual=[False] * len(layers),
+                relu=[i < len(layers) - 1 for i in range(len(layers))],
+            )
+            x = x.view(1, h, w, -1).permute(0, 3, 1, 2)
+        else:
+            for i, conv in enumerate(self.pointwise):
+                x = conv(x)
+                if i < len(self.pointwise) - 1:
+                    x = self.activation(x)
+        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast 3-channel case
+        for i, conv in enumerate(self.residual):
+            x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), conv.weight, conv.bias) + x
+            if i < len(self.residual) - 1:
+                x = self.activation(x)
+        return x
+
+    def macs_per_pixel(self) -> int:
+        return sum(c.in_channels * c.out_channels for c in self.pointwise) + sum(
+            9 * c.in_channels * c.out_channels for c in self.residual
+        )

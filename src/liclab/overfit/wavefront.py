@@ -1,0 +1,201 @@
+"""Coding the latent pyramid with the ARM, many latents per step: a wavefront over the grids.
+
+A latent's distribution depends on its already decoded context (the ARM's causal offsets and,
+optionally, the coarser grid), so a decoder cannot compute them all at once. It need not go
+latent by latent either: latent (y, x) of grid l is decoded at step
+
+    t = x + k·y + o_l,   k = 1 + max ⌊dx / −dy⌋ over the context offsets above the row
+
+(k = 4 for a 24-value context, 2 for 8), and every context position has a smaller t: whole
+anti-diagonals of every grid decode together. Without a coarse context every grid starts at
+step 0 (o_l = 0), so the pyramid takes as many steps as its finest grid, w + k·(h − 1)
+(2 812 for a 768×512 image); with one, grid l waits for its coarser grid, o_l = o_{l+1} + k + 2.
+Each step gathers its latents' contexts from one zero-margined canvas holding every grid, runs
+the exact ARM (:class:`liclab.overfit.exact.ExactARM`) on them as one matrix, and range-codes
+them as one batch (:mod:`liclab.overfit.laplace`). The encoder computes every latent's
+parameters in one pass (they are the same numbers) and codes them in the decoder's order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from liclab.overfit import laplace
+from liclab.overfit.arm import COARSE_ORDER, CONTEXT_ORDER
+from liclab.overfit.exact import ExactARM
+
+_ROWS = 65536  # latents per chunk of the encoder's one pass
+REPORT = 16  # steps between progress reports
+
+
+class Wavefront:
+    """The decoding schedule and canvas of a latent pyramid.
+
+    Args:
+        shapes: (h, w) of each grid, finest first.
+        context: K, the ARM's spatial context values (its first K of ``CONTEXT_ORDER``).
+        coarse: C, its coarse context values (0: none).
+    """
+
+    def __init__(self, shapes: list[tuple[int, int]], context: int, coarse: int = 0):
+        self.shapes = shapes
+        offsets, coarse_offsets = CONTEXT_ORDER[:context], COARSE_ORDER[:coarse]
+        above = [(dy, dx) for dy, dx in offsets if dy < 0]
+        self.k = 1 + max((dx // -dy for dy, dx in above), default=0)
+        top = max((-dy for dy, _ in offsets), default=0)
+        margin = max(1, max(abs(dx) for _, dx in offsets))
+        heights = [h for h, _ in shapes]
+        self.cols = np.cumsum([margin] + [w + margin for _, w in shapes])[:-1]
+        self.top = max(top, 1)
+        self.width = int(self.cols[-1] + shapes[-1][1] + margin)
+        self.cells = (self.top + max(heights) + 1) * self.width
+        self.size = 2 * self.cells  # the second half holds ones: the ARM's bias input
+        self.offsets = np.array(
+            [self.cells] + [dy * self.width + dx for dy, dx in offsets], dtype=np.int32
+        )
+
+        self.starts = starts = np.zeros(len(shapes), dtype=np.int64)  # o_l
+        if coarse:
+            for level in range(len(shapes) - 2, -1, -1):
+                starts[level] = starts[level + 1] + self.k + 2
+        pos, step, cidx = [], [], []
+        for level, (h, w) in enumerate(shapes):
+            y, x = np.divmod(np.arange(h * w, dtype=np.int64), w)
+            pos.append(self._flat(level, y, x).astype(np.int32))
+            step.append(x + self.k * y + starts[level])
+            if coarse:
+                cidx.append(self._coarse(level, y, x, coarse_offsets))
+        order = np.argsort(np.concatenate(step), kind="stable")
+        counts = np.bincount(np.concatenate(step))
+        self.order = order
+        """Latents (indexes into the grids flattened and concatenated, finest first) in
+        decoding order."""
+        self.bounds = np.concatenate([[0], np.cumsum(counts)])
+        """Step s decodes ``order[bounds[s]:bounds[s + 1]]``."""
+        self.pos = np.concatenate(pos)[order]
+        """Canvas index of each latent, in decoding order."""
+        self.coarse_pos = np.concatenate(cidx)[order] if coarse else None
+
+    @property
+    def steps(self) -> int:
+        return len(self.bounds) - 1
+
+    def finished(self, levels, rows: int | None = None) -> int:
+        """Steps after which the first ``rows`` rows (all if None) of every grid in ``levels``
+        are decoded: row y of grid l ends at step w_l − 1 + k·y + o_l."""
+        return max(
+            (
+                w + self.k * (min(rows or h, h) - 1) + int(self.starts[level])
+                for level in levels
+                for h, w in [self.shapes[level]]
+            ),
+            default=0,
+        )
+
+    def rows_done(self, level: int, steps: int) -> int:
+        """Rows of grid ``level`` entirely decoded after ``steps`` steps."""
+        h, w = self.shapes[level]
+        return min(max((steps - w - int(self.starts[level])) // self.k + 1, 0), h)
+
+    def _flat(self, level: int, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return (self.top + y) * self.width + self.cols[level] + x
+
+    def _coarse(self, level, y, x, coarse_offsets) -> np.ndarray:
+        """Canvas indexes of the coarse context (the coarser grid around (y//2, x//2); the
+        margins read zero, and the coarsest grid reads the zero cell 0)."""
+        if level + 1 == len(self.shapes):
+            return np.zeros((len(y), len(coarse_offsets)), dtype=np.int64)
+        return np.stack(
+            [self._flat(level + 1, y // 2 + dy, x // 2 + dx) for dy, dx in coarse_offsets], 1
+        )
+
+    def canvas(self, y_hat: list[np.ndarray] | None = None) -> np.ndarray:
+        """The flat float64 canvas: zero (or holding the grids ``y_hat``), then ones."""
+        canvas = np.concatenate([np.zeros(self.cells), np.ones(self.cells)])
+        if y_hat is not None:
+            canvas[self.pos] = np.concatenate([y.reshape(-1) for y in y_hat])[self.order]
+        return canvas
+
+    def contexts(self, canvas: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Context rows (n, 1 + K + C) of the latents ``start:stop`` of the decoding order: a
+        one (:class:`~liclab.overfit.exact.ExactARM`'s bias input), then the context."""
+        ctx = canvas.take(self.pos[start:stop, None] + self.offsets)
+        if self.coarse_pos is None:
+            return ctx
+        return np.concatenate([ctx, canvas[self.coarse_pos[start:stop]]], axis=1)
+
+    def parameters(self, y_hat: list[np.ndarray], arm: ExactARM, verify: bool = False):
+        """(mq, S) of every latent in decoding order (:func:`liclab.overfit.laplace.snap`),
+        in one pass; ``verify`` checks the ARM's sums are exact."""
+        canvas, n = self.canvas(y_hat), len(self.pos)
+        out = [
+            laplace.snap(arm(self.contexts(canvas, j, j + _ROWS), verify))
+            for j in range(0, n, _ROWS)
+        ]
+        return tuple(np.concatenate(parts) for parts in zip(*out, strict=True))
+
+    def symbols(self, y_hat: list[np.ndarray]) -> np.ndarray:
+        """The latents' integers in decoding order (int64)."""
+        return np.concatenate([y.reshape(-1) for y in y_hat])[self.order].astype(np.int64)
+
+    def encode(self, y_hat: list[np.ndarray], arm: ExactARM) -> bytes:
+        """The latents ``y_hat`` (integer-valued arrays, finest first) as one range-coded
+        string, in the decoder's order, with the decoder's distributions."""
+        mq, s = self.parameters(y_hat, arm, verify=True)
+        v = self.symbols(y_hat)
+        coder = laplace.new_encoder()
+        b = self.bounds
+        for i in range(self.steps):
+            sl = slice(b[i], b[i + 1])
+            laplace.encode(coder, v[sl], mq[sl], s[sl])
+        return laplace.finish(coder)
+
+    def decode(self, data: bytes, arm: ExactARM, canvas=None, progress=None) -> list[np.ndarray]:
+        """The grids (float64, finest first) from :meth:`encode`'s string, decoded into
+        ``canvas`` (a fresh one if None); ``progress(steps done)`` is called every REPORT steps
+        and at the end."""
+        coder = laplace.new_decoder(data)
+        canvas = self.canvas() if canvas is None else canvas
+        b, pos = self.bounds.tolist(), self.pos
+        report = progress or (lambda steps: None)
+        if self.coarse_pos is not None or arm.rounding is not None:
+            for i in range(self.steps):
+                o = arm(self.contexts(canvas, b[i], b[i + 1]))
+                canvas[pos[b[i] : b[i + 1]]] = laplace.decode(coder, *laplace.snap(o))
+                if i % REPORT == REPORT - 1:
+                    report(i + 1)
+            report(self.steps)
+            return self.grids(canvas)
+        # the same, inlined for the common case: this loop is the decoder's time
+        hidden, out, offsets, take = arm.hidden, arm.out, self.offsets, canvas.take
+        window = laplace.window_bank().reshape(laplace.NUM_SCALES, laplace.MU_STEPS, -1)
+        decode, categorical, escape = coder.decode, laplace.CATEGORICAL, laplace.WINDOW
+        top, frac, bits = laplace.NUM_SCALES - 1.0, laplace.MU_STEPS - 1, laplace.MU_BITS
+        for i in range(self.steps):
+            p = pos[b[i] : b[i + 1]]
+            h = take(p[:, None] + offsets)
+            for a in hidden:
+                h = h @ a
+                torch.from_numpy(h).relu_()  # numpy's maximum is ~2× slower here
+            o = h @ out  # laplace.snap, inlined
+            np.rint(o, out=o)
+            np.clip(o[:, 1], 0.0, top, out=o[:, 1])
+            q = o.astype(np.int64)
+            mq, s = q[:, 0], q[:, 1]
+            k = decode(categorical, window[s, mq & frac])
+            if k.max() == escape:  # rare: the range coder's state moves on past the window
+                k = laplace.escaped(coder, k, s)
+            canvas[p] = (mq >> bits) + k
+            if i % REPORT == REPORT - 1:
+                report(i + 1)
+        report(self.steps)
+        return self.grids(canvas)
+
+    def grids(self, canvas: np.ndarray) -> list[np.ndarray]:
+        """The grids, finest first, read back from a canvas."""
+        out = []
+        for level, (h, w) in enumerate(self.shapes):
+            r0, c0 = self.top, self.cols[level]
+            out.append(canvas.reshape(-1, self.width)[r0 : r0 + h, c0 : c0 + w].copy())
+        return out

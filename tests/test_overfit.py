@@ -1,0 +1,276 @@
+"""The overfitted codec family (liclab.overfit): causality, decoding, MACs, warm-up, proxies."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from liclab.configs import config_dir
+from liclab.overfit.arm import ARM, CONTEXT_ORDER
+from liclab.overfit.encode import Phase, Schedule, Warmup, fit
+from liclab.overfit.latents import num_levels
+from liclab.overfit.loss import CoolChicMSE
+from liclab.overfit.model import CoolChic
+from liclab.overfit.synthesis import Synthesis
+from liclab.overfit.upsampling import (
+    BilinearUpsampling,
+    LearnedUpsampling,
+    bicubic_half_kernel,
+    upsample2,
+)
+from liclab.quantizers import (
+    STE,
+    GaussianNoise,
+    KumaraswamyNoise,
+    Mixed,
+    Noise,
+    SoftRound,
+    SoftRoundNoise,
+    Universal,
+)
+
+from conftest import smooth_image
+
+OVERFIT_CONFIGS = sorted((config_dir("eval") / "overfit").glob("*/*.yaml"))
+SIZE = (64, 96)
+
+
+def tiny(coarse: int = 0, upsampling=LearnedUpsampling, **kw) -> CoolChic:
+    return CoolChic(
+        SIZE,
+        ARM(context=kw.pop("context", 8), hidden_layers=1, coarse=coarse),
+        functools.partial(
+            upsampling, **({"kernel_size": 4} if upsampling is LearnedUpsampling else {})
+        ),
+        functools.partial(Synthesis, hidden=[8], residual_layers=1),
+        **kw,
+    )
+
+
+def image() -> torch.Tensor:
+    return torch.from_numpy(smooth_image(*SIZE)).permute(2, 0, 1).float()[None] / 255
+
+
+def randomised(model: CoolChic, seed: int = 0) -> CoolChic:
+    """Non-trivial latents and ARM weights (the zero initialisation hides mistakes)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in [*model.latents.grids, *model.arm.parameters()]:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("coarse", [0, 4])
+def test_arm_parallel_equals_a_raster_order_decoder_seeing_only_decoded_latents(coarse):
+    model = randomised(tiny(coarse=coarse, context=24))
+    arm = model.arm
+    y_hat = model()["y_hat"]
+    params = arm(y_hat)
+    level = 2  # 16×24: small enough for a latent-by-latent loop
+    y, coarser = y_hat[level], y_hat[level + 1]
+    h, w = y.shape[-2:]
+    decoded = torch.zeros_like(y)  # the decoder's grid: zeros where nothing is decoded yet
+    for i in range(h * w):
+        mu, scale = arm.mlp(arm.contexts(decoded, coarser)[i : i + 1])
+        assert torch.allclose(mu, params[level][0].flatten()[i], atol=1e-5)
+        assert torch.allclose(scale, params[level][1].flatten()[i], rtol=1e-5)
+        decoded.view(-1)[i] = y.view(-1)[i]
+
+
+def test_perturbing_a_later_latent_never_changes_an_earlier_ones_parameters():
+    model = randomised(tiny(coarse=4, context=24))
+    y_hat = [y.clone() for y in model()["y_hat"]]
+    mu0, scale0 = model.arm(y_hat)[0]
+    h, w = y_hat[0].shape[-2:]
+    pos = (h // 2) * w + w // 2
+    y_hat[0].view(-1)[pos] += 7.0
+    mu1, scale1 = model.arm(y_hat)[0]
+    changed = (mu0 != mu1) | (scale0 != scale1)
+    assert not changed.view(-1)[: pos + 1].any()  # itself and everything before: untouched
+    assert changed.view(-1)[pos + 1 :].any()  # the context does reach later latents
+    # a finer grid is decoded after its coarser one: it never changes the coarser's parameters
+    coarse_before = model.arm(y_hat)[1]
+    y_hat[0].view(-1)[:] += 3.0
+    coarse_after = model.arm(y_hat)[1]
+    assert all(torch.equal(a, b) for a, b in zip(coarse_before, coarse_after, strict=True))
+
+
+def test_context_offsets_are_causal_and_nearest_first():
+    assert len(set(CONTEXT_ORDER)) == 24
+    assert all(dy < 0 or (dy == 0 and dx < 0) for dy, dx in CONTEXT_ORDER)
+    distances = [dy * dy + dx * dx for dy, dx in CONTEXT_ORDER]
+    assert distances == sorted(distances)
+
+
+def test_eval_forward_is_what_a_decoder_rebuilds_from_rounded_latents_and_networks():
+    model = tiny()
+    q = SoftRoundNoise(noise=GaussianNoise()).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = image()
+    for _ in range(5):
+        opt.zero_grad()
+        CoolChicMSE(1e-3)(model(q), x)["loss"].backward()
+        opt.step()
+    out = model.eval()()
+    latents = model.rounded_latents()
+    assert all(torch.equal(v, v.round()) for v in latents)
+    decoder = tiny().eval()  # fresh latents (zeros): only the networks are copied
+    for name, module in model.networks().items():
+        getattr(decoder, name).load_state_dict(module.state_dict())
+    assert torch.equal(decoder.decode(latents), out["x_hat"])
+    for (mu_a, s_a), (mu_b, s_b) in zip(
+        decoder.entropy_parameters(latents), model.entropy_parameters(out["y_hat"]), strict=True
+    ):
+        assert torch.equal(mu_a, mu_b) and torch.equal(s_a, s_b)
+
+
+def test_macs_per_pixel_equal_a_hand_count():
+    model = CoolChic(
+        SIZE,
+        ARM(context=8, hidden_layers=1),
+        functools.partial(LearnedUpsampling, kernel_size=4),
+        functools.partial(Synthesis, hidden=[4], residual_layers=1),
+        levels=3,
+    )
+    pixels = 64 * 96
+    latents = 64 * 96 + 32 * 48 + 16 * 24
+    arm = (8 * 8 + 8 * 2) * latents / pixels
+    # 2 taps per output; level 2 → 1: 1 channel, rows (16 + 32) × 48 cols; level 1 → 0: 2 ch.
+    upsampling = (1 * 2 * (16 + 32) * 48 + 2 * 2 * (32 + 64) * 96) / pixels
+    synthesis = 3 * 4 + 4 * 3 + 9 * 3 * 3
+    macs = model.macs_per_pixel()
+    assert macs["arm"] == pytest.approx(arm)
+    assert macs["upsampling"] == pytest.approx(upsampling)
+    assert macs["synthesis"] == synthesis
+    assert macs["total"] == pytest.approx(arm + upsampling + synthesis)
+
+
+def test_mac_counts_match_the_operations_pytorch_counts():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = randomised(tiny(context=24))
+    ctx = model.arm.contexts(model()["y_hat"][0])
+    with FlopCounterMode(display=False) as arm_count:
+        model.arm.mlp(ctx)
+    assert arm_count.get_total_flops() == 2 * model.arm.macs_per_latent() * len(ctx)
+    with FlopCounterMode(display=False) as syn_count:
+        model.synthesis(torch.zeros(1, model.latents.levels, *SIZE))
+    assert syn_count.get_total_flops() == 2 * model.synthesis.macs_per_pixel() * SIZE[0] * SIZE[1]
+
+
+def test_learned_upsampling_starts_as_bicubic_interpolation():
+    x = torch.randn(1, 2, 12, 20)
+    ours = upsample2(x, bicubic_half_kernel(8))
+    ref = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+    assert torch.allclose(ours[..., 4:-4, 4:-4], ref[..., 4:-4, 4:-4], atol=1e-5)
+
+
+def test_levels_follow_the_image_size():
+    assert num_levels(512, 768) == 7  # Kodak, as Cool-chic and C3
+    assert num_levels(1080, 1920) == 8
+    assert num_levels(64, 96) == 4
+    assert num_levels(5, 5) == 1
+    assert tiny().latents.shapes == [(64, 96), (32, 48), (16, 24), (8, 12)]
+
+
+PROXIES = {
+    "noise": Noise,
+    "ste": STE,
+    "mixed": Mixed,
+    "universal": Universal,
+    "soft_round": functools.partial(SoftRound, alpha_start=1.0, alpha_end=4.0),
+    "kumaraswamy": KumaraswamyNoise,
+    "gaussian": GaussianNoise,
+    "soft_round_kumaraswamy": SoftRoundNoise,
+    "soft_round_gaussian": functools.partial(SoftRoundNoise, noise=GaussianNoise()),
+}
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_every_proxy_trains_and_lowers_the_rounded_loss(proxy):
+    q = PROXIES[proxy]()
+    schedule = Schedule(main=Phase(iterations=12, lr=1e-2, quantizer=q), validate_every=12)
+    result = fit(image(), tiny_at_size, 1e-3, schedule, log_every=1000)
+    start = next(r for r in result.history if r["kind"] == "start")["loss"]
+    assert result.stats["loss"] < 0.8 * start
+    assert result.stats["iterations"] == 12
+
+
+def tiny_at_size(size):
+    assert tuple(size) == SIZE
+    return tiny()
+
+
+def test_warmup_keeps_the_best_candidates_and_counts_their_iterations():
+    q = SoftRoundNoise(t_end=0.3, noise=KumaraswamyNoise(a_end=2.0))
+    schedule = Schedule(
+        warmup=Warmup(candidates=[3, 2], phase=Phase(iterations=3, lr=1e-2, quantizer=q)),
+        main=Phase(iterations=2, lr=1e-2, quantizer=q),
+        validate_every=3,
+    )
+    result = fit(image(), tiny_at_size, 1e-3, schedule, log_every=1000)
+    assert result.stats["iterations"] == schedule.iterations == 3 * 3 + 2 * 3 + 2
+    kept = {r["phase"]: r["loss"] for r in result.history if r["kind"] == "kept"}
+    starts = {r["phase"]: r["loss"] for r in result.history if r["kind"] == "start"}
+    round1 = sorted(v for k, v in kept.items() if k.startswith("warm-up 1."))
+    round2 = [v for k, v in starts.items() if k.startswith("warm-up 2.")]
+    assert sorted(round2) == round1[:2]  # the two best of three go on
+    final_round = [v for k, v in kept.items() if k.startswith("warm-up 2.")]
+    assert starts["main"] == min(final_round)  # and the best of those is trained
+
+
+@pytest.mark.parametrize("path", OVERFIT_CONFIGS, ids=lambda p: p.stem)
+def test_overfit_configs_instantiate(path):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    obj = instantiate(OmegaConf.load(path))
+    if isinstance(obj, Schedule):
+        assert obj.iterations == 2000  # Cool-chic's --n_itr 2000 and C3's at that budget
+        return
+    model = obj(size=(512, 768))
+    assert model.latents.levels == 7
+    macs = model.macs_per_pixel()["total"]
+    expected = {"coolchic_lop": (400, 700), "coolchic_hop": (1800, 2400), "c3": (1800, 2600)}
+    low, high = expected[path.stem]
+    assert low < macs < high
+    small = obj(size=SIZE)
+    assert small()["x_hat"].shape == (1, 3, *SIZE)
+
+
+def test_bilinear_upsampling_is_interpolation_to_full_size():
+    y = [torch.randn(1, 1, 64 // 2**i, 96 // 2**i) for i in range(3)]
+    out = BilinearUpsampling(levels=3)(y)
+    assert torch.equal(out[:, 0:1], y[0])
+    ref = F.interpolate(y[2], size=SIZE, mode="bilinear", align_corners=False)
+    assert torch.equal(out[:, 2:3], ref)
+
+
+def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(monkeypatch):
+    from liclab.overfit import mlp
+
+    monkeypatch.setattr(mlp, "CHUNK", 4)  # several chunks and a ragged last one
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(11, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    shapes = [(5, 5), (3, 5), (2, 3)]
+    weights = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
+    biases = [
+        torch.randn(s[0], generator=g, dtype=torch.float64, requires_grad=True) for s in shapes
+    ]
+    residual, relu = [True, False, False], [True, True, False]
+
+    def reference(x, *params):
+        a = x
+        for w, b, res, act in zip(params[:3], params[3:], residual, relu, strict=True):
+            a = a @ w.t() + b + (a if res else 0)
+            a = a.relu() if act else a
+        return a
+
+    out = mlp.pointwise_mlp(x, weights, biases, residual, relu)
+    assert torch.allclose(out, reference(x, *weights, *biases))
+    assert torch.autograd.gradcheck(
+        lambda x, *p: mlp.pointwise_mlp(x, p[:3], p[3:], residual, relu), (x, *weights, *biases)
+    )

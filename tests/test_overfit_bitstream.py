@@ -1,0 +1,387 @@
+"""The overfitted codec's bitstream: exact decoding, parameter coding, rates, bad files."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from liclab import LiclabError
+from liclab.bitstream import Bitstream, pack, unpack
+from liclab.codecs.overfit import OverfitCodec
+from liclab.overfit import coding, exact, laplace, params
+from liclab.overfit.arm import ARM, LOG_SCALE_RANGE, bits
+from liclab.overfit.encode import Phase, Schedule, fit
+from liclab.overfit.model import CoolChic
+from liclab.overfit.synthesis import Synthesis
+from liclab.overfit.upsampling import BilinearUpsampling, LearnedUpsampling, upsample2
+from liclab.overfit.wavefront import Wavefront
+from liclab.quantizers import STE, GaussianNoise, SoftRoundNoise
+
+from conftest import smooth_image
+
+SIZE = (64, 96)
+LMBDA = 1e-3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation (and on a busy machine, ~50×
+    the time); the subprocess test decodes with another thread count on purpose."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(kind: str = "coolchic") -> CoolChic:
+    """Cool-chic-like (learned upsampling, ReLU) or C3-like (bilinear, GELU, coarse context)."""
+    if kind == "coolchic":
+        up, syn = functools.partial(LearnedUpsampling, kernel_size=8), {}
+        arm = ARM(context=24, hidden_layers=2)
+    else:
+        up, syn = BilinearUpsampling, {"activation": torch.nn.GELU()}
+        arm = ARM(context=8, hidden_layers=1, coarse=4)
+    synthesis = functools.partial(Synthesis, hidden=[12, 8], residual_layers=2, **syn)
+    return CoolChic(SIZE, arm, up, synthesis)
+
+
+def image() -> torch.Tensor:
+    return torch.from_numpy(smooth_image(*SIZE)).permute(2, 0, 1).float()[None] / 255
+
+
+SCHEDULE = Schedule(
+    main=Phase(25, 1e-2, SoftRoundNoise(noise=GaussianNoise())),
+    final=Phase(5, 1e-4, STE()),
+    validate_every=10,
+)
+
+
+@functools.cache
+def fitted(kind: str):
+    """(model with quantised networks, groups, encoded file, float PSNR) of a brief fit."""
+    torch.manual_seed(0)
+    model = fit(image(), lambda size: tiny(kind), LMBDA, SCHEDULE, log_every=1000).model
+    float_psnr = _psnr(model()["x_hat"], image())
+    groups, _ = params.search(model, image(), LMBDA, model.rounded_latents())
+    return model, groups, coding.encode(model, groups), float_psnr
+
+
+def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    x8 = torch.round(x_hat.detach().clamp(0, 1) * 255)
+    return float(10 * torch.log10(255**2 / torch.mean((x8 - torch.round(x * 255)) ** 2)))
+
+
+@pytest.mark.parametrize("kind", ["coolchic", "c3"])
+def test_the_decoder_returns_exactly_the_encoders_reconstruction(kind):
+    model, _, encoded, float_psnr = fitted(kind)
+    decoded = coding.decode(encoded.data, "x.lic")
+    assert np.array_equal(decoded, encoded.image)
+    # the exact arithmetic is the quantised float network's, to ~1e-4 of a pixel level
+    with torch.no_grad():
+        x_hat = model()["x_hat"]  # eval forward: quantised networks, rounded latents
+    reference = torch.round(x_hat[0].clamp(0, 1) * 255).permute(1, 2, 0).byte().numpy()
+    diff = np.abs(decoded.astype(int) - reference)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    # and quantising the networks cost little
+    assert _psnr(torch.from_numpy(decoded).permute(2, 0, 1)[None] / 255.0, image()) > (
+        float_psnr - 0.2
+    )
+
+
+@pytest.mark.parametrize("kind", ["coolchic", "c3"])
+def test_real_bytes_are_within_two_percent_of_the_estimate_per_part(kind):
+    model, _, encoded, _ = fitted(kind)
+    for part, est in encoded.bits.items():  # ideal code lengths under the coding tables
+        assert abs(8 * encoded.bytes[part] - est) <= 0.02 * est + 64, part
+    # the latents against the float Laplace of the model with quantised networks
+    with torch.no_grad():
+        out = model()
+    estimate = sum(float(bits(p)) for p in out["likelihoods"].values())
+    assert abs(8 * encoded.bytes["latents"] - estimate) <= 0.02 * estimate + 64
+    assert sum(encoded.bytes.values()) == len(encoded.data)
+    assert encoded.bytes["header"] < 70
+
+
+def test_network_parameter_coding_round_trips_exactly():
+    rng = np.random.default_rng(0)
+    groups = params.groups(tiny())
+    spreads = [0.0, 0.3, 3.0, 40.0, 3000.0, 1e5]  # zeros, small, escapes, raw low bits
+    for i, g in enumerate(groups):
+        ints = np.round(rng.laplace(0, spreads[i % len(spreads)], g.size)).astype(np.int64)
+        ints[: min(3, g.size)] = [7, -(2**20), 2**20][: min(3, g.size)]  # far outliers
+        g.ints = ints
+        g.exponent = i
+        g.scale, g.raw, _ = params.coding(ints)
+    data = params.encode(groups)
+    fresh = params.groups(tiny())
+    for g, f in zip(groups, fresh, strict=True):
+        f.exponent, f.scale, f.raw = g.exponent, g.scale, g.raw
+    params.decode(data, fresh)
+    assert all(np.array_equal(g.ints, f.ints) for g, f in zip(groups, fresh, strict=True))
+    est = sum(params.bits(g) for g in groups)
+    assert abs(8 * len(data) - est) <= 0.02 * est + 64
+    assert any(g.raw > 0 for g in groups)
+
+
+def test_a_fresh_process_with_other_thread_counts_decodes_identically(tmp_path):
+    _, _, encoded, _ = fitted("coolchic")
+    path = tmp_path / "x.lic"
+    path.write_bytes(encoded.data)
+    threads = 3 if torch.get_num_threads() != 3 else 1
+    code = (
+        "import hashlib, sys, torch\n"
+        f"torch.set_num_threads({threads})\n"
+        "from liclab.overfit import coding\n"
+        f"image = coding.decode(open({str(path)!r}, 'rb').read())\n"
+        "print(hashlib.sha256(image.tobytes()).hexdigest())\n"
+    )
+    env = {"OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}
+    )
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.split()[-1] == hashlib.sha256(encoded.image.tobytes()).hexdigest()
+
+
+def _one_line_error(data: bytes, match: str) -> None:
+    with pytest.raises(LiclabError, match=match) as info:
+        coding.decode(data, "kodim01.lic")
+    message = str(info.value)
+    assert message.startswith("kodim01.lic: ") and "\n" not in message
+
+
+def test_corrupt_truncated_and_foreign_files_give_one_line_naming_the_file():
+    _, _, encoded, _ = fitted("coolchic")
+    data = encoded.data
+    _one_line_error(data[:-7], "CRC|truncated")
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    _one_line_error(bytes(flipped), "CRC")
+    bs = unpack(data)
+    other = pack(Bitstream("ScaleHyperprior", bs.model_hash, bs.size, bs.shape, bs.strings))
+    _one_line_error(other, "ScaleHyperprior")
+    # CRC-valid files with a wrong descriptor, a damaged string, a missing part
+    for shape, strings in [
+        ((99, *bs.shape[1:]), bs.strings),
+        (bs.shape[:-3], bs.strings),
+        (bs.shape, [*bs.strings[:-1], bs.strings[-1][: len(bs.strings[-1]) // 2]]),
+        (bs.shape, [*bs.strings[:-2], b"\x01\x02\x03\x04", bs.strings[-1]]),
+        (bs.shape, bs.strings[:-1]),
+    ]:
+        damaged = pack(Bitstream(bs.model_id, bs.model_hash, bs.size, shape, strings))
+        _one_line_error(damaged, "corrupt|differs")
+    _one_line_error(b"\x89LIC", "truncated")
+    _one_line_error(b"not a file at all", "not a liclab bitstream")
+
+
+def randomised_arm(context: int = 24, hidden: int = 2, coarse: int = 0, seed: int = 0):
+    """A float ARM with dyadic weights (steps 2^−7, biases 2^−10) and the same ARM exactly."""
+    g = torch.Generator().manual_seed(seed)
+    arm = ARM(context, hidden, coarse)
+    with torch.no_grad():
+        for name, p in arm.named_parameters():
+            step = 2.0**-10 if name.endswith("bias") else 2.0**-7
+            p.copy_(torch.round(torch.randn(p.shape, generator=g) * 0.1 / step) * step)
+    weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
+    biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
+    return arm, exact.ExactARM(weights, biases)
+
+
+def random_latents(shapes, seed: int = 0, spread: float = 2.0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.round(rng.laplace(0, spread * (1 + i), s)) for i, s in enumerate(shapes)]
+
+
+def test_the_integer_arm_equals_the_float_arm_within_two_to_the_minus_ten():
+    arm, exact_arm = randomised_arm(coarse=4)
+    shapes = [(16, 24), (8, 12)]
+    y = random_latents(shapes)
+    ctx = arm.contexts(
+        torch.from_numpy(y[0])[None, None].float(), torch.from_numpy(y[1])[None, None].float()
+    )
+    with torch.no_grad():
+        mu, scale = arm.mlp(ctx)
+    o = exact_arm(np.concatenate([np.ones((len(ctx), 1)), ctx.double().numpy()], axis=1))
+    mu_exact = (o[:, 0] - laplace.MU_OFFSET) / laplace.MU_STEPS
+    log_scale = (o[:, 1] - laplace.SCALE_ORIGIN) / laplace.SCALE_STEPS
+    inside = (log_scale > LOG_SCALE_RANGE[0]) & (log_scale < LOG_SCALE_RANGE[1])
+    assert np.abs(mu_exact - mu.double().numpy()).max() < 2.0**-10
+    assert np.abs(log_scale - np.log(scale.double().numpy()))[inside].max() < 2.0**-10
+    assert inside.mean() > 0.5
+
+
+@pytest.mark.parametrize("coarse", [0, 4])
+def test_a_later_latent_never_changes_an_earlier_ones_coding_distribution(coarse):
+    _, exact_arm = randomised_arm(context=24 if not coarse else 8, coarse=coarse)
+    shapes = [(16, 24), (8, 12), (4, 6)]
+    wavefront = Wavefront(shapes, 24 if not coarse else 8, coarse)
+    y = random_latents(shapes)
+    before = wavefront.parameters(y, exact_arm)
+    rank = np.empty_like(wavefront.order)
+    rank[wavefront.order] = np.arange(len(rank))  # decoding position of every latent
+    for level, pos in [(0, 8 * 24 + 11), (1, 4 * 12 + 5)]:
+        first = sum(h * w for h, w in shapes[:level])  # the grid's first latent
+        changed = [a.copy() for a in y]
+        changed[level].reshape(-1)[pos] += 9
+        after = wavefront.parameters(changed, exact_arm)
+        moved = (before[0] != after[0]) | (before[1] != after[1])  # in decoding order
+        assert not moved[: rank[first + pos] + 1].any()  # nothing decoded before it, nor it
+        assert moved.any()
+        same_grid = wavefront.order[moved] - first
+        same_grid = same_grid[(same_grid >= 0) & (same_grid < len(y[level].reshape(-1)))]
+        assert (same_grid > pos).all()  # in raster order too
+
+
+@pytest.mark.parametrize(("context", "coarse"), [(24, 0), (8, 4), (1, 0), (12, 9)])
+def test_every_context_value_is_decoded_at_an_earlier_wavefront_step(context, coarse):
+    shapes = [(9, 13), (5, 7), (3, 4)]
+    wavefront = Wavefront(shapes, context, coarse)
+    step = np.empty(len(wavefront.order), dtype=np.int64)
+    step[wavefront.order] = np.repeat(np.arange(wavefront.steps), np.diff(wavefront.bounds))
+    canvas_step = np.full(wavefront.size, -1)
+    canvas_step[wavefront.pos] = step[wavefront.order]
+    for i in range(wavefront.steps):
+        start, stop = wavefront.bounds[i], wavefront.bounds[i + 1]
+        ctx = wavefront.contexts(canvas_step.astype(np.float64), start, stop)
+        assert (ctx < i).all()  # margins read −1, decoded neighbours an earlier step
+    assert wavefront.steps == 13 + wavefront.k * 8 + (2 * (wavefront.k + 2) if coarse else 0)
+
+
+@pytest.mark.parametrize(
+    ("context", "coarse", "rounding"), [(24, 0, None), (8, 4, None), (8, 0, 12)]
+)
+def test_wavefront_coding_round_trips_with_escapes(context, coarse, rounding):
+    arm, _ = randomised_arm(context=context, hidden=1, coarse=coarse)
+    weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
+    biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
+    exact_arm = exact.ExactARM(weights, biases, rounding)
+    shapes = [(12, 20), (6, 10), (3, 5)]
+    wavefront = Wavefront(shapes, context, coarse)
+    y = random_latents(shapes, spread=3.0)
+    y[0][2, 3], y[0][5, 5], y[1][1, 1], y[2][0, 0] = 5000, 40, -70000, 3  # past the tables
+    data = wavefront.encode(y, exact_arm)
+    decoded = wavefront.decode(data, exact_arm)
+    assert all(np.array_equal(a, b) for a, b in zip(y, decoded, strict=True))
+    mq, s = wavefront.parameters(y, exact_arm)
+    est = laplace.bits(wavefront.symbols(y), mq, s)
+    assert abs(8 * len(data) - est) <= 0.02 * est + 64
+
+
+def test_laplace_tables_do_not_depend_on_the_last_bits_of_exp():
+    scales = np.arange(laplace.NUM_SCALES)
+    s = np.repeat(scales, laplace.MU_STEPS)
+    m = np.tile(np.arange(-laplace.MU_STEPS // 2, laplace.MU_STEPS // 2), len(scales))
+    tails = {c: laplace.tail_bank(c) for c in np.unique(laplace.CLASSES).tolist()}
+    for factor in (1 + 2.0**-49, 1 - 2.0**-49):  # off by a few ulps wherever e^x is inexact
+
+        def exp(x, f=factor):
+            return np.where(x == 0, 1.0, np.exp(x) * f)
+
+        assert np.array_equal(laplace.window_table(s, m, exp) / 2**16, laplace.window_bank())
+        for cls, (_, probs) in tails.items():
+            scales = np.flatnonzero(laplace.CLASSES == cls)
+            assert np.array_equal(laplace.tail_table(scales, cls, exp) / 2**16, probs), cls
+    for probs in [laplace.window_bank(), *(p for _, p in tails.values())]:
+        assert (probs > 0).all() and (probs.sum(1) == 1).all()
+
+
+def test_gelu_table_entries_are_far_from_rounding_ties_and_vanish_at_its_ends():
+    top = exact.GELU_RANGE << exact.SYN_BITS
+    x = torch.arange(-top, top + 1, dtype=torch.float64) * 2.0**-exact.SYN_BITS
+    scaled = x * 0.5 * (1 + torch.erf(x / 2**0.5)) * 2**exact.SYN_BITS
+    distance = (scaled - scaled.floor() - 0.5).abs()
+    assert distance.min() > 1e-7  # float64 erf errors are ~1e-16 relative, < 1e-11 here
+    table = exact.gelu_table()
+    assert table[0] == 0 and table[-1] == 0 and table.abs().max() < 0.2 * 2**exact.SYN_BITS
+    # beyond the table GELU rounds to ReLU: what the clamped lookup gives
+    far = torch.tensor([-40.0, -8.0, -5.0, 5.0, 8.0, 40.0], dtype=torch.float64)
+    gelu = far * 0.5 * (1 + torch.erf(far / 2**0.5))
+    h = far * 2**exact.SYN_BITS
+    assert torch.equal(exact.gelu(h.clone()), torch.round(gelu * 2**exact.SYN_BITS))
+
+
+def test_exact_upsampling_equals_the_models_on_dyadic_values():
+    g = torch.Generator().manual_seed(0)
+    y = [
+        torch.randint(-9, 9, (1, 1, -(-13 // 2**i), -(-21 // 2**i)), generator=g).double()
+        for i in range(3)
+    ]
+    learned = LearnedUpsampling(levels=3, kernel_size=8).double()
+    with torch.no_grad():
+        for k in learned.kernels:  # three fraction bits: nothing to round on the 2^-12 grid
+            k.copy_(torch.round(k * 8) / 8)
+    kernels = [k.detach() for k in learned.kernels]
+    size = tuple(y[0].shape[-2:])
+    assert torch.equal(exact.upsampled(y[1:], size, kernels), learned(y)[:, 1:])
+    assert torch.equal(exact.upsample2(y[1].clone(), kernels[0]), upsample2(y[1], kernels[0]))
+    reference = BilinearUpsampling(levels=3)(y)[:, 1:]
+    assert (exact.upsampled(y[1:], size, None) - reference).abs().max() < 2e-3
+
+
+@pytest.mark.parametrize(
+    ("size", "levels", "kind"),
+    [((37, 53), None, "coolchic"), ((37, 53), None, "c3"), ((12, 20), 1, "coolchic")],
+)
+def test_odd_sizes_and_a_single_grid_decode_exactly(size, levels, kind):
+    model = tiny(kind)
+    model = CoolChic(
+        size,
+        model.arm,
+        functools.partial(
+            type(model.upsampling), **({"kernel_size": 8} if kind == "coolchic" else {})
+        ),
+        functools.partial(
+            Synthesis, hidden=[12, 8], residual_layers=2, activation=model.synthesis.activation
+        ),
+        levels=levels,
+    )
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+        for y in model.latents.grids:
+            y.copy_(torch.randn(y.shape, generator=g) / 4)
+    x = torch.rand(1, 3, *size, generator=g)
+    groups, _ = params.search(model.eval(), x, LMBDA, model.rounded_latents())
+    encoded = coding.encode(model, groups)
+    assert np.array_equal(coding.decode(encoded.data), encoded.image)
+    assert encoded.image.shape == (*size, 3)
+
+
+def test_the_codec_is_picklable_and_writes_a_self_contained_file():
+    codec = OverfitCodec("coolchic_lop", "c3", LMBDA)
+    codec.schedule["main"]["iterations"], codec.schedule["final"]["iterations"] = 8, 2
+    clone = pickle.loads(pickle.dumps(codec))
+    assert clone.version() == codec.version()
+    from hydra.utils import instantiate
+
+    config = {
+        "_target_": "liclab.codecs.overfit.OverfitCodec",
+        "_recursive_": False,
+        "model": codec.model,
+        "schedule": codec.schedule,
+        "lmbda": LMBDA,
+    }
+    assert instantiate(config).version() == codec.version()
+    with pytest.raises(LiclabError, match="no_such_preset"):
+        OverfitCodec("no_such_preset", "c3", LMBDA)
+    assert OverfitCodec(codec.model, codec.schedule, 4e-3).version() != codec.version()
+    img = smooth_image(*SIZE)
+    data = codec.encode(img)
+    decoded = OverfitCodec("c3", "c3", 2e-2).decode(data)  # any codec
+    assert decoded.shape == img.shape and decoded.dtype == np.uint8
+    details = codec.details(img, data)
+    parts = ["header", "arm", "upsampling", "synthesis", "latents"]
+    assert sum(details[f"bytes_{p}"] for p in parts) == len(data)
+    assert {"est_bpp", "est_bits_latents", "est_bits_arm", "quantize_s"} <= details.keys()
+    assert clone.details(img, data) == {f"bytes_{p}": details[f"bytes_{p}"] for p in parts}
+    decoded_psnr = 10 * np.log10(255**2 / np.mean((decoded.astype(float) - img) ** 2))
+    assert abs(decoded_psnr - details["fit_psnr"]) < 0.5
