@@ -259,7 +259,9 @@ def test_non_finite_discriminator_loss_is_skipped_then_stops(
         "module.max_bad_steps=3",
     ]
     # the codec keeps stepping (step 2 after two skipped discriminator updates), then it stops
-    with pytest.raises(LiclabError, match="3 consecutive non-finite discriminator losses at step 2"):
+    with pytest.raises(
+        LiclabError, match="3 consecutive non-finite discriminator losses at step 2"
+    ):
         train(compose(overrides))
     assert "non-finite discriminator loss" in caplog.text
 

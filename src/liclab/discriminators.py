@@ -52,7 +52,7 @@ class ConditionalPatchDiscriminator(nn.Module):
         self.stride = stride
         self.project = _sn_conv(latent_channels, projected, 3, padding=1) if projected else None
         layers, cin, cout = [], 3 + projected, width
-        for i in range(downsamplings):
+        for _ in range(downsamplings):
             layers += [_sn_conv(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
             cin, cout = cout, min(2 * cout, 512)
         layers += [nn.ZeroPad2d((1, 2, 1, 2)), _sn_conv(cin, cout, 4), nn.LeakyReLU(0.2)]
@@ -70,4 +70,3 @@ class ConditionalPatchDiscriminator(nn.Module):
 
 def _sn_conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Module:
     return spectral_norm(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding))
-

@@ -50,8 +50,10 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("discriminator"):
         discriminator = instantiate(cfg.discriminator, latent_channels=model.M)
         if not cfg.model.get("init_from"):
-            log.warning("adversarial training from random weights: two-stage recipes give "
-                        "the first stage's checkpoint as model.init_from")
+            log.warning(
+                "adversarial training from random weights: two-stage recipes give "
+                "the first stage's checkpoint as model.init_from"
+            )
     # Objects are passed at call time so that Hydra does not wrap them in its config types.
     module = instantiate(cfg.module, _partial_=True)(
         model=model,
