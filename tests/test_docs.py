@@ -128,6 +128,11 @@ def world(tmp_path_factory, trained_ckpt):
         "run/checkpoints/best.ckpt": str(trained_ckpt),
         "<run>/checkpoints/best.ckpt": str(trained_ckpt),
         "runs/gmm/checkpoints/last.ckpt": str(trained_ckpt),
+        # results/perceptual-cpu: the MSE run, the adversarial run started from it
+        "runs/mse/checkpoints/last.ckpt": str(trained_ckpt),
+        "runs/hific-1/checkpoints/last.ckpt": str(trained_ckpt),
+        "ckpt=runs/mse": f"ckpt={run}",
+        "ckpt=runs/gan": f"ckpt={run}",
         "kodim01.png": str(data / "kodak" / "kodim01.png"),
         "<p>": "cpu",
         "root": root,
@@ -155,11 +160,12 @@ def _overrides(args: list[str]) -> tuple[list[str], bool]:
 
 
 @pytest.mark.parametrize(("where", "command"), COMMANDS, ids=[f"{w} {c[:60]}" for w, c in COMMANDS])
-def test_documented_command(where, command, world, tmp_path, monkeypatch):
+def test_documented_command(where, command, world, tmp_path, monkeypatch, random_weights):
     if command.startswith(SKIPPED):
         return
     monkeypatch.setenv("LIC_DATA", world["$LIC_DATA"])
     monkeypatch.setenv("LIC_CACHE", str(world["root"] / "cache"))
+    monkeypatch.setenv("LICLAB_WEIGHTS", str(random_weights))  # LPIPS, DISTS, VGG: random
     monkeypatch.chdir(tmp_path)
     if command.startswith("pip install") or " && " in command:
         return
@@ -173,6 +179,10 @@ def test_documented_command(where, command, world, tmp_path, monkeypatch):
         _eval_tool(program, args, tmp_path)
     elif program in ("liclab-compress", "liclab-decompress", "liclab-verify"):
         _codec_tool(program, args, tmp_path, world)
+    elif program == "liclab-weights":  # downloads: its flags are checked
+        from liclab.cli import weights
+
+        weights.parser().parse_args(args)
     elif program == "python" and args[0] == "-m":
         module = importlib.import_module(args[1])
         module.parser().parse_args(args[2:])
@@ -219,6 +229,8 @@ def _eval_tool(program: str, args: list[str], tmp_path: Path) -> None:
     overrides, _ = _overrides(args)
     cfg = configs.compose("eval", name, [*overrides, "hydra.run.dir=."])
     OmegaConf.to_container(cfg, resolve=True)
+    if cfg.get("fid"):  # FID needs 256² patches (the stand-ins are smaller): composed only
+        overrides.append("fid=false")
     codec = next((o.split("=", 1)[1] for o in overrides if o.startswith("codec=")), None)
     out = {"eval": f"out={tmp_path / 'eval'}", "anchors": f"out_dir={tmp_path / 'anchors'}"}
     if name == "eval" and (cfg.get("ckpt") or codec):

@@ -22,6 +22,8 @@ from liclab.perceptual.fid import fid, fid_kid, kid, mmd2_unbiased, patches
 from liclab.perceptual.inception import resize_bilinear_tf1
 from liclab.perceptual.safe_pickle import load_numpy_pickle, load_torchscript_tensors
 
+from conftest import random_cache
+
 
 class _Payload:
     """Pickles as a call to ``fn(*args)``: what a malicious checkpoint does."""
@@ -147,13 +149,6 @@ def test_torchvision_download_gives_the_same_layout(monkeypatch):
     assert pretrained == ["IMAGENET1K_V1"]
 
 
-def _random_cache(folder, **models) -> None:
-    """Write random-weight models where ``liclab-weights`` would put the published ones."""
-    folder.mkdir(exist_ok=True)
-    for name, (model, keys) in models.items():
-        torch.save({k: v for k, v in model.state_dict().items() if keys(k)}, folder / name)
-
-
 def _images(seed: int, n: int = 1, size: int = 64) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
@@ -163,7 +158,7 @@ def test_lpips_plumbing_on_random_weights(tmp_path):
     model = LPIPS("alex")
     for head in model.heads:  # the published heads are non-negative
         head.weight.data.abs_()
-    _random_cache(
+    random_cache(
         tmp_path,
         **{
             "alexnet.pth": (model, lambda k: k.startswith("features.")),
@@ -199,7 +194,7 @@ def test_dists_plumbing_on_random_weights(tmp_path):
     model = DISTS()
     model.alpha.data.uniform_(0, 1)
     model.beta.data.uniform_(0, 1)
-    _random_cache(
+    random_cache(
         tmp_path,
         **{
             "vgg16.pth": (model, lambda k: k.startswith("features.")),

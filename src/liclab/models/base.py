@@ -39,10 +39,13 @@ _NOT_WEIGHTS = ("._quantized_cdf", "._offset", "._cdf_length", ".scale_table", "
 class CompressionModel(nn.Module):
     """Base class of liclab's models.
 
-    Subclasses set ``stride`` and implement ``_forward``, ``_compress`` and ``_decompress``
-    on padded inputs; this class handles padding, cropping and the output format:
+    Subclasses set ``stride`` and implement ``_forward`` (padded x → ŷ and likelihoods),
+    ``_compress`` and ``_decompress`` on padded inputs; this class handles padding, the
+    synthesis, cropping and the output format:
 
-    * ``forward(x, quantizer)`` → ``{"x_hat": Tensor, "likelihoods": {"y": ..., "z": ...}}``
+    * ``forward(x, quantizer)`` → ``{"x_hat": Tensor, "likelihoods": {"y": ..., "z": ...},
+      "y_hat": Tensor}`` (ŷ as g_s sees it, of the padded input: what a conditional
+      discriminator reads, :mod:`liclab.discriminators`)
     * ``compress(x)`` → ``{"strings": [[bytes per image] per latent], "shape": latent shape,
       "size": (H, W)}``
     * ``decompress(strings, shape, size)`` → ``{"x_hat": Tensor}`` clamped to [0, 1].
@@ -56,8 +59,9 @@ class CompressionModel(nn.Module):
 
     def forward(self, x: Tensor, quantizer: Quantizer | None = None) -> dict[str, Any]:
         size = x.shape[-2:]
-        x_hat, likelihoods = self._forward(self._pad(x), quantizer or _ROUND)
-        return {"x_hat": x_hat[..., : size[0], : size[1]], "likelihoods": likelihoods}
+        y_hat, likelihoods = self._forward(self._pad(x), quantizer or _ROUND)
+        x_hat = self.synthesize(y_hat)[..., : size[0], : size[1]]
+        return {"x_hat": x_hat, "likelihoods": likelihoods, "y_hat": y_hat}
 
     @torch.no_grad()
     def compress(self, x: Tensor, quantizer: Quantizer | None = None) -> dict[str, Any]:
@@ -132,6 +136,7 @@ class CompressionModel(nn.Module):
         return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
     def _forward(self, x: Tensor, q: Quantizer) -> tuple[Tensor, dict[str, Tensor]]:
+        """(ŷ as the decoder sees it, likelihoods of every latent) of a padded ``x``."""
         raise NotImplementedError
 
     def _compress(self, x: Tensor, q: Quantizer) -> tuple[list, tuple]:

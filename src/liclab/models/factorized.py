@@ -36,8 +36,7 @@ class FactorizedPrior(CompressionModel):
     def _forward(self, x, q):
         y = self.g_a(x)
         y_rate, y_hat = q(y, self.entropy_bottleneck.medians())
-        x_hat = self.synthesize(y_hat)
-        return x_hat, {"y": self.entropy_bottleneck.likelihood(y_rate)}
+        return y_hat, {"y": self.entropy_bottleneck.likelihood(y_rate)}
 
     def _compress(self, x, q):
         y = self.g_a(x)

@@ -65,7 +65,7 @@ class HyperpriorModel(CompressionModel):
         z_rate, z_hat = q(z, self.entropy_bottleneck.medians())
         y_hat, y_likelihood = self.forward_y(y, self.net(self.h_s, z_hat), q)
         z_likelihood = self.entropy_bottleneck.likelihood(z_rate)
-        return self.synthesize(y_hat), {"y": y_likelihood, "z": z_likelihood}
+        return y_hat, {"y": y_likelihood, "z": z_likelihood}
 
     def _compress(self, x, q):
         y = self.g_a(x)

@@ -7,6 +7,10 @@ Per image (models loaded once per process and device, then cached)::
     lpips(x, x_hat, net="vgg")
     dists(x, x_hat)
 
+As training losses (gradients reach their inputs, their own parameters are frozen):
+:class:`LPIPS` and :class:`GramStyle` (``loss=hific``, ``loss=po_elic``; see
+:class:`liclab.losses.PerceptualLoss`).
+
 Per data set, see :mod:`liclab.perceptual.fid` (:class:`PatchFeatures`, :func:`fid_kid`).
 
 The published weights come from ``liclab-weights`` (:func:`install`), which fetches pinned
@@ -19,10 +23,12 @@ from liclab.perceptual.dists import DISTS, dists
 from liclab.perceptual.fid import PatchFeatures, fid, fid_kid, kid, patches
 from liclab.perceptual.inception import InceptionV3Features
 from liclab.perceptual.lpips import LPIPS, lpips
+from liclab.perceptual.style import GramStyle
 from liclab.perceptual.weights import install, resolve_weights_dir
 
 __all__ = [
     "DISTS",
+    "GramStyle",
     "LPIPS",
     "InceptionV3Features",
     "PatchFeatures",
