@@ -8,7 +8,15 @@ import torch
 from liclab.checkpoint import build_model
 from liclab.codecs.learned import LearnedCodec
 from liclab.images import to_tensor, to_uint8
-from liclab.quantizers import STE, Mixed, Noise, SoftRound, Universal
+from liclab.quantizers import (
+    STE,
+    KumaraswamyNoise,
+    Mixed,
+    Noise,
+    SoftRound,
+    SoftRoundNoise,
+    Universal,
+)
 
 from conftest import MODEL_CONFIGS, TINY, compose, smooth_image
 
@@ -20,7 +28,9 @@ def tiny_model(name: str):
 
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
-@pytest.mark.parametrize("quantizer", [Noise, STE, Mixed, Universal, SoftRound])
+@pytest.mark.parametrize(
+    "quantizer", [Noise, STE, Mixed, Universal, SoftRound, KumaraswamyNoise, SoftRoundNoise]
+)
 def test_training_forward_backward_reaches_encoder(name, quantizer):
     model = tiny_model(name).train()
     x = to_tensor(smooth_image(64, 64))

@@ -385,3 +385,68 @@ def test_the_codec_is_picklable_and_writes_a_self_contained_file():
     assert clone.details(img, data) == {f"bytes_{p}": details[f"bytes_{p}"] for p in parts}
     decoded_psnr = 10 * np.log10(255**2 / np.mean((decoded.astype(float) - img) ** 2))
     assert abs(decoded_psnr - details["fit_psnr"]) < 0.5
+
+
+def test_the_command_line_encodes_with_a_codec_config_and_decodes_without_a_checkpoint(
+    tmp_path, capsys
+):
+    from liclab.cli import codec as cli
+    from liclab.images import load_rgb, save_rgb
+
+    img = smooth_image(*SIZE)
+    save_rgb(img, tmp_path / "x.png")
+    lic, png = tmp_path / "x.lic", tmp_path / "y.png"
+    cli.compress_main(
+        [str(tmp_path / "x.png"), "-o", str(lic), "codec=coolchic_lop", "lmbda=2e-2",
+         "iterations=8"]
+    )  # fmt: skip
+    assert f"{lic}: {lic.stat().st_size} bytes" in capsys.readouterr().out
+    cli.decompress_main([str(lic), "-o", str(png)])  # no --ckpt
+    decoded, _ = load_rgb(png)
+    assert np.array_equal(decoded, coding.decode(lic.read_bytes()))
+    assert decoded.shape == img.shape
+    # a bad argument, an anchor codec, or neither a checkpoint nor a codec: one line, exit 2
+    for args in (["codec=coolchic_lop", "lmbda=abc"], ["codec=jpeg"], [], ["codec=nope"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.compress_main([str(tmp_path / "x.png"), "-o", str(tmp_path / "z.lic"), *args])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and err[1].startswith("liclab: "), err  # the banner, the reason
+    assert not (tmp_path / "z.lic").exists()
+
+
+def test_a_schedule_scales_to_a_budget_keeping_its_proportions():
+    from hydra.utils import instantiate
+
+    codec = OverfitCodec("coolchic_hop", "coolchic", LMBDA)
+    schedule = instantiate(codec.schedule)
+    assert schedule.iterations == 2000
+    half = schedule.scaled(1000)
+    assert half.iterations == 1000
+    assert (half.warmup.phase.iterations, half.main.iterations, half.final.iterations) == (
+        25, 575, 250,
+    )  # fmt: skip
+    assert schedule.scaled(3).main.iterations >= 1 and schedule.scaled(3).final.iterations >= 1
+
+
+def test_the_ablation_proxy_replaces_the_warm_up_and_main_ones_only(monkeypatch):
+    from liclab.overfit import encode
+    from liclab.quantizers import Noise
+
+    seen = []
+
+    def record(image, model, lmbda, schedule, **kw):
+        seen.append(schedule)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(encode, "fit", record)
+    codec = OverfitCodec("coolchic_lop", "coolchic", LMBDA, iterations=100,
+                         quantizer={"_target_": "liclab.quantizers.Noise"})  # fmt: skip
+    with pytest.raises(RuntimeError, match="stop"):
+        codec.fit(smooth_image(*SIZE))
+    (schedule,) = seen
+    assert isinstance(schedule.warmup.phase.quantizer, Noise)
+    assert isinstance(schedule.main.quantizer, Noise)
+    assert isinstance(schedule.final.quantizer, STE)
+    assert schedule.iterations == 100
+    assert codec.version() != OverfitCodec("coolchic_lop", "coolchic", LMBDA, 100).version()

@@ -121,7 +121,7 @@ def compress_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _log_progress() -> None:
+def log_progress() -> None:
     """Show the fit's progress lines (logger ``liclab.overfit``) on stderr."""
     import logging
 
@@ -132,7 +132,7 @@ def _log_progress() -> None:
 @user_errors
 def compress_main(argv=None) -> None:
     args = compress_parser().parse_intermixed_args(argv)
-    _log_progress()
+    log_progress()
     print(f"liclab-compress: {args.image} -> {args.output}", file=sys.stderr)
     info = compress_file(args.image, args.output, args.ckpt, args.overrides)
     for note in info["notes"]:
@@ -223,7 +223,7 @@ def verify_parser() -> argparse.ArgumentParser:
 @user_errors
 def verify_main(argv=None) -> None:
     args = verify_parser().parse_intermixed_args(argv)
-    _log_progress()
+    log_progress()
     report = verify(args.image, args.ckpt, tuple(args.threads), args.overrides)
     print(json.dumps(report, indent=2))
     if not report["identical"]:

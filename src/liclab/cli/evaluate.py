@@ -60,6 +60,9 @@ def run(cfg: DictConfig, codec_name: str | None = None) -> dict:
 @hydra.main(version_base="1.3", config_path=search_path("eval"), config_name="eval")
 @user_errors
 def _main(cfg: DictConfig) -> None:
+    from liclab.cli.codec import log_progress
+
+    log_progress()  # an overfitted codec's fit, when it runs in this process (workers=1)
     run(cfg, choice("codec"))
 
 

@@ -36,6 +36,9 @@ class OverfitCodec:
         lmbda: λ in Cool-chic's convention (loss = MSE + λ·bpp).
         iterations: scale the schedule's phases to this many optimiser steps in all (as
             Cool-chic's ``--n_itr``); None: the schedule as written.
+        quantizer: a proxy (a :mod:`liclab.quantizers` object or its config) that replaces
+            the schedule's in the warm-up and the main phase (the final straight-through
+            phase stays): the quantizer ablation. None: the schedule's own.
         seed: seeds the fit.
         device: where the fit runs ("cpu", "cuda"); the file is the same kind either way.
         compile: ``torch.compile`` the fit's forward pass (worth it on a GPU).
@@ -51,6 +54,7 @@ class OverfitCodec:
         schedule: str | Any,
         lmbda: float,
         iterations: int | None = None,
+        quantizer: Any = None,
         seed: int = 0,
         device: str = "cpu",
         compile: bool = False,
@@ -58,6 +62,7 @@ class OverfitCodec:
     ):
         self.model, self.schedule = _preset(model, "model"), _preset(schedule, "schedule")
         self.lmbda, self.iterations, self.seed = float(lmbda), iterations, seed
+        self.quantizer = _plain(quantizer)
         self.device, self.compile, self.name = device, compile, name
         self.setting = f"lmbda={self.lmbda:g}"
         self._details: dict[str, dict[str, float]] = {}
@@ -71,6 +76,7 @@ class OverfitCodec:
             _fingerprint(self.schedule),
             self.lmbda,
             self.iterations,
+            _fingerprint(self.quantizer),
             self.seed,
             self.device,
             _code_digest(),
@@ -88,6 +94,8 @@ class OverfitCodec:
         from liclab.quantizers import Universal
 
         model, schedule = _instantiated(self.model), _instantiated(self.schedule)
+        if self.quantizer is not None:
+            schedule = _with_proxy(schedule, self.quantizer)
         if self.iterations:
             schedule = schedule.scaled(self.iterations)
         if isinstance(schedule.coding_quantizer, Universal):
@@ -165,6 +173,17 @@ def _code_digest() -> str:
 
     files = sorted(Path(overfit.__file__).parent.glob("*.py")) + [Path(__file__)]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+
+
+def _with_proxy(schedule, quantizer):
+    """``schedule`` with ``quantizer`` (an object or its config) in its warm-up and main
+    phases."""
+    proxy = _instantiated(quantizer)
+    warm = schedule.warmup
+    if warm is not None:
+        warm = dataclasses.replace(warm, phase=dataclasses.replace(warm.phase, quantizer=proxy))
+    main = dataclasses.replace(schedule.main, quantizer=proxy)
+    return dataclasses.replace(schedule, warmup=warm, main=main)
 
 
 def _preset(obj, kind: str):

@@ -95,19 +95,21 @@ class Schedule:
 
     def scaled(self, total: int) -> Schedule:
         """This schedule with every phase's iterations scaled by ``total / iterations`` (at
-        least one each), as Cool-chic's ``--n_itr``: the proportions of the phases stay."""
+        least one each; the main phase takes the rounding, so the total is ``total`` when it
+        can be), as Cool-chic's ``--n_itr``: the proportions of the phases stay."""
         factor = total / self.iterations
 
-        def phase(p: Phase) -> Phase:
-            return dataclasses.replace(p, iterations=max(1, round(p.iterations * factor)))
+        def phase(p: Phase, n: int | None = None) -> Phase:
+            n = max(1, round(p.iterations * factor)) if n is None else max(1, n)
+            return dataclasses.replace(p, iterations=n)
 
         warm = self.warmup
-        return dataclasses.replace(
-            self,
-            warmup=dataclasses.replace(warm, phase=phase(warm.phase)) if warm else None,
-            main=phase(self.main),
-            final=phase(self.final) if self.final else None,
-        )
+        if warm:
+            warm = dataclasses.replace(warm, phase=phase(warm.phase))
+        final = phase(self.final) if self.final else None
+        rest = total - (warm.phase.iterations * sum(warm.candidates) if warm else 0)
+        rest -= final.iterations if final else 0
+        return dataclasses.replace(self, warmup=warm, main=phase(self.main, rest), final=final)
 
 
 @dataclass
