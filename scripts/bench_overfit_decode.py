@@ -10,7 +10,7 @@ beside it), then decode the file ``--repeats`` times and print
 - bytes per part against the ideal code lengths (and the loss's estimate of the latents),
   and the seconds of the network quantisation search.
 
-    PYTHONPATH=src python scripts/bench_overfit_decode.py --images kodim01 \\
+    python scripts/bench_overfit_decode.py --images kodim01 \\
         --presets coolchic_hop coolchic_lop c3 --iterations 300
 
 Data through ``$LIC_DATA`` (``$LIC_DATA/kodak/kodim01.png``).

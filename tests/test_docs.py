@@ -130,6 +130,8 @@ def world(tmp_path_factory, trained_ckpt):
         "runs/gmm/checkpoints/last.ckpt": str(trained_ckpt),
         # results/perceptual-cpu: the MSE run, the adversarial run started from it
         "runs/mse/checkpoints/last.ckpt": str(trained_ckpt),
+        "runs/gan/checkpoints/last.ckpt": str(trained_ckpt),
+        "runs/quickstart/checkpoints/best.ckpt": str(trained_ckpt),
         "runs/hific-1/checkpoints/last.ckpt": str(trained_ckpt),
         "ckpt=runs/mse": f"ckpt={run}",
         "ckpt=runs/gan": f"ckpt={run}",
@@ -208,8 +210,8 @@ def _train(args: list[str], tmp_path: Path) -> None:
     runnable = cfg.trainer.accelerator in ("cpu", "auto") and not any(
         o.startswith(("hydra/launcher", "trainer.devices", "trainer.num_nodes")) for o in full
     )
-    if not runnable:
-        return  # needs GPUs or a cluster: composed and resolved only
+    if not runnable or str(cfg.model.get("init_from")).startswith("compressai:"):
+        return  # needs GPUs, a cluster or CompressAI's download: composed and resolved only
     extra = [] if cfg.task_name == "quickstart" else ["eval.data=null"]
     if cfg.loss._target_.endswith("MSSSIM"):  # MS-SSIM needs 161 px
         extra += ["data.crop_size=176", "data.val_crop_size=176"]
@@ -233,6 +235,8 @@ def _eval_tool(program: str, args: list[str], tmp_path: Path) -> None:
         overrides.append("fid=false")
     codec = next((o.split("=", 1)[1] for o in overrides if o.startswith("codec=")), None)
     out = {"eval": f"out={tmp_path / 'eval'}", "anchors": f"out_dir={tmp_path / 'anchors'}"}
+    if codec and "OverfitCodec" in str(cfg.codec.get("_target_")):
+        overrides.append("codec.iterations=8")  # a fit of a few steps per image
     if name == "eval" and (cfg.get("ckpt") or codec):
         cfg = configs.compose("eval", name, [*overrides, "limit=2", "anchors=[jpeg]", out[name]])
         assert evaluate.run(cfg, codec)["rows"]
@@ -248,12 +252,14 @@ def _codec_tool(program: str, args: list[str], tmp_path: Path, world: dict) -> N
     from liclab.cli import codec
 
     args = [str(tmp_path / a) if a.endswith((".lic", ".png")) and "/" not in a else a for a in args]
+    fast = ["iterations=8"]  # an overfitted codec's fit, cut to a few steps
     if program == "liclab-compress":
-        codec.compress_main(args)
+        codec.compress_main(args + (fast if any(a.startswith("codec=") for a in args) else []))
     elif program == "liclab-decompress":
         data = tmp_path / Path(args[0]).name
-        if not data.exists():
-            codec.compress_main([world["kodim01.png"], "-o", str(data), *args[3:]])
+        if not data.exists():  # a file to decode: the checkpoint's, or an overfitted codec's
+            maker = args[3:] if "--ckpt" in args else ["codec=coolchic_lop", *fast]
+            codec.compress_main([world["kodim01.png"], "-o", str(data), *maker])
         codec.decompress_main(args)
     else:  # liclab-verify decodes in fresh processes: too slow here; its flags are checked
         codec.verify_parser().parse_args(args)

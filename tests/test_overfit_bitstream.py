@@ -382,6 +382,7 @@ def test_the_codec_is_picklable_and_writes_a_self_contained_file():
     parts = ["header", "arm", "upsampling", "synthesis", "latents"]
     assert sum(details[f"bytes_{p}"] for p in parts) == len(data)
     assert {"est_bpp", "est_bits_latents", "est_bits_arm", "quantize_s"} <= details.keys()
+    assert details["bpp_latents"] == 8 * details["bytes_latents"] / (SIZE[0] * SIZE[1])
     assert clone.details(img, data) == {f"bytes_{p}": details[f"bytes_{p}"] for p in parts}
     decoded_psnr = 10 * np.log10(255**2 / np.mean((decoded.astype(float) - img) ** 2))
     assert abs(decoded_psnr - details["fit_psnr"]) < 0.5

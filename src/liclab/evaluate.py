@@ -311,9 +311,15 @@ def summary(curve: Curve) -> str:
     """One line per point: setting, bpp (and estimate), PSNR, MS-SSIM."""
     lines = []
     for i, setting in enumerate(curve.settings):
-        est = curve.extra.get("est_bpp")
+        est, extra = curve.extra.get("est_bpp"), curve.extra
         line = f"{curve.name} {setting}: {curve.bpp[i]:.4f} bpp"
-        line += f" (estimate {est[i]:.4f})" if est is not None else ""
+        if "bpp_networks" in extra and est is not None:  # an overfitted codec: its parts
+            line += (
+                f" (latents {extra['bpp_latents'][i]:.4f}, the loss's estimate {est[i]:.4f};"
+                f" networks {extra['bpp_networks'][i]:.4f})"
+            )
+        elif est is not None:
+            line += f" (estimate {est[i]:.4f})"
         line += f", {curve.get('psnr')[i]:.2f} dB"
         if curve.get("ms_ssim") is not None:
             line += f", MS-SSIM {curve.get('ms_ssim')[i]:.4f}"

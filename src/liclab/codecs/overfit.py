@@ -138,6 +138,9 @@ class OverfitCodec:
         }
         for part, n in encoded.bytes.items():
             details[f"bytes_{part}"] = float(n)
+        networks = sum(encoded.bytes[p] for p in ("arm", "upsampling", "synthesis"))
+        details["bpp_latents"] = 8 * encoded.bytes["latents"] / pixels
+        details["bpp_networks"] = 8 * networks / pixels
         for part, bits in encoded.bits.items():
             details[f"est_bits_{part}"] = bits
         details["est_bpp_quantized"] = sum(encoded.bits.values()) / pixels
@@ -153,10 +156,11 @@ class OverfitCodec:
         """Figures of the encode that made ``data`` (this process's last one): the loss's
         rate estimate ``est_bpp`` (latents, before the networks were quantised), real bytes
         per part (``bytes_header``, ``bytes_arm``, ``bytes_upsampling``,
-        ``bytes_synthesis``, ``bytes_latents``), ideal bits per part under the coding
-        tables (``est_bits_*``, latents with the quantised networks), ``est_bpp_quantized``
-        (their sum per pixel), the fit's PSNR and seconds, and the quantisation search's
-        seconds. Of another encode, only the byte counts (read from ``data``)."""
+        ``bytes_synthesis``, ``bytes_latents``; ``bpp_latents`` and ``bpp_networks``),
+        ideal bits per part under the coding tables (``est_bits_*``, latents with the
+        quantised networks), ``est_bpp_quantized`` (their sum per pixel), the fit's PSNR
+        and seconds, and the quantisation search's seconds. Of another encode, only the
+        byte counts (read from ``data``)."""
         key = hashlib.sha256(data).hexdigest()
         if key in self._details:
             return dict(self._details[key])
