@@ -84,9 +84,11 @@ def test_jpeg_defaults_to_what_pillow_writes(image):
 @pytest.mark.parametrize("name", CODEC_CONFIGS)
 def test_every_codec_config_instantiates_at_its_operating_points(name, image):
     codecs = codecs_at_points(*codec_config(name))
-    assert len(codecs) >= 5 and {c.name for c in codecs} == {name}
+    assert len(codecs) >= 4 and {c.name for c in codecs} == {name}
     assert len({c.setting for c in codecs}) == len(codecs)
     codec = codecs[len(codecs) // 2]
+    if getattr(codec, "self_contained", False):  # an overfitted codec: a fit of a few steps
+        codec.iterations = 8
     assert codec.decode(codec.encode(image)).shape == image.shape
 
 

@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> dict:
     trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_progress_bar=bar
     )
-    _announce(cfg, model, datamodule, trainer, out_dir)
+    _announce(cfg, model, datamodule, trainer, out_dir, discriminator)
     trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg, out_dir))
 
     result = {
@@ -91,7 +91,7 @@ def train(cfg: DictConfig) -> dict:
     return result
 
 
-def _announce(cfg, model, datamodule, trainer, out_dir: Path) -> None:
+def _announce(cfg, model, datamodule, trainer, out_dir: Path, discriminator=None) -> None:
     """The first lines of a run: what trains, on what, where, and where results go."""
     params = sum(p.numel() for p in model.parameters())
     q, loss = cfg.quantizer._target_.rsplit(".", 1)[-1], cfg.loss._target_.rsplit(".", 1)[-1]
@@ -104,6 +104,15 @@ def _announce(cfg, model, datamodule, trainer, out_dir: Path) -> None:
         cfg.loss.lmbda,
         trainer.max_steps if trainer.max_steps > 0 else "unlimited",
     )
+    if cfg.model.get("init_from"):
+        log.info("starting from the weights of %s", cfg.model.init_from)
+    if discriminator is not None:
+        log.info(
+            "adversarial: %s (%.2f M parameters), its own Adam at lr %g",
+            type(discriminator).__name__,
+            sum(p.numel() for p in discriminator.parameters()) / 1e6,
+            cfg.module.discriminator_lr,
+        )
     log.info("data: %s", datamodule.describe())
     log.info("device: %s, run folder: %s", trainer.strategy.root_device, out_dir)
 

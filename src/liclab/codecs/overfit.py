@@ -138,7 +138,7 @@ class OverfitCodec:
         }
         for part, n in encoded.bytes.items():
             details[f"bytes_{part}"] = float(n)
-        networks = sum(encoded.bytes[p] for p in ("arm", "upsampling", "synthesis"))
+        networks = sum(encoded.bytes.get(p, 0) for p in ("arm", "upsampling", "synthesis"))
         details["bpp_latents"] = 8 * encoded.bytes["latents"] / pixels
         details["bpp_networks"] = 8 * networks / pixels
         for part, bits in encoded.bits.items():
