@@ -37,6 +37,7 @@ from liclab.perceptual.tensors import pick_device
 from liclab.perceptual.weights import load_into, resolve_weights_dir
 
 log = logging.getLogger(__name__)
+_WARNED: set[tuple[int, int]] = set()
 
 PATCH = 256
 
@@ -195,7 +196,8 @@ def fid_kid(
             f"(images must be at least {PATCH} px on each side)"
         )
     reliable = n >= dims
-    if not reliable:
+    if not reliable and (n, dims) not in _WARNED:  # once per patch count, not per point
+        _WARNED.add((n, dims))
         log.warning(
             "liclab: FID on %d patches is unstable (fewer than its %d feature dimensions: "
             "rank-deficient covariances); report KID",
