@@ -106,7 +106,10 @@ def to_chw(arr: np.ndarray):
     """``(H, W, 3)`` uint8 array → ``(3, H, W)`` uint8 tensor (what training keeps in memory)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. np.asarray of a PIL image: torch wants to own it
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
 def to_tensor(arr: np.ndarray):
