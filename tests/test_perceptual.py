@@ -175,8 +175,8 @@ def test_lpips_plumbing_on_random_weights(tmp_path):
     b = (y[0].permute(1, 2, 0) * 255).round().byte().numpy()
     value = lpips(a, b, device="cpu", weights_dir=tmp_path)
     expected = model(_u8(a), _u8(b))
-    assert isinstance(value, float) and value == pytest.approx(float(expected), rel=1e-6)
-    np.testing.assert_allclose(lpips(x, y, device="cpu", weights_dir=tmp_path), batch, rtol=1e-6)
+    assert isinstance(value, float) and value == pytest.approx(float(expected), rel=1e-5)
+    np.testing.assert_allclose(lpips(x, y, device="cpu", weights_dir=tmp_path), batch, rtol=1e-5)
 
 
 def _u8(a: np.ndarray) -> torch.Tensor:
@@ -209,7 +209,7 @@ def test_dists_plumbing_on_random_weights(tmp_path):
     a = (x[0].permute(1, 2, 0) * 255).round().byte().numpy()
     b = (y[0].permute(1, 2, 0) * 255).round().byte().numpy()
     value = dists(a, b, device="cpu", weights_dir=tmp_path)
-    assert value == pytest.approx(float(model(_u8(a), _u8(b))), rel=1e-6)
+    assert value == pytest.approx(float(model(_u8(a), _u8(b))), rel=1e-5)
 
 
 def test_tf1_resize_samples_at_scaled_positions_without_half_pixel_offset():

@@ -63,3 +63,10 @@ def tapped(features: nn.Sequential, taps: tuple[int, ...], x: torch.Tensor) -> l
         if i in taps:
             out.append(x)
     return out
+
+
+def imagenet_normalisation(module: nn.Module) -> None:
+    """Register torchvision's ImageNet input normalisation on ``module`` as non-persistent
+    buffers ``mean`` and ``std`` (1, 3, 1, 1): the VGG16 metrics compute ``(x − mean) / std``."""
+    for name, values in (("mean", (0.485, 0.456, 0.406)), ("std", (0.229, 0.224, 0.225))):
+        module.register_buffer(name, torch.tensor(values).view(1, 3, 1, 1), persistent=False)

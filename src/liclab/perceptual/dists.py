@@ -54,9 +54,7 @@ class DISTS(nn.Module):
                 self.features[i] = L2Pool(self.features[i - 2].out_channels)
         self.alpha = nn.Parameter(torch.full((1, sum(CHANNELS), 1, 1), 0.1))
         self.beta = nn.Parameter(torch.full((1, sum(CHANNELS), 1, 1), 0.1))
-        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        backbones.imagenet_normalisation(self)
         self.requires_grad_(False)
         self.eval()
 

@@ -32,9 +32,7 @@ class GramStyle(nn.Module):
         super().__init__()
         self.taps = tuple(taps)
         self.features = backbones.vgg16_features()[: max(self.taps) + 1]
-        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        backbones.imagenet_normalisation(self)
         self.requires_grad_(False)
         self.eval()
 
