@@ -136,15 +136,21 @@ def world(tmp_path_factory, trained_ckpt):
         "ckpt=runs/mse": f"ckpt={run}",
         "ckpt=runs/gan": f"ckpt={run}",
         "kodim01.png": str(data / "kodak" / "kodim01.png"),
+        **{
+            f"{root_spec}/kodak/{name}": str(data / "kodak" / name)
+            for root_spec in ("$LIC_DATA", "/path/to/data")
+            for name in ("kodim01.png", "kodim23.png")
+        },
         "<p>": "cpu",
         "root": root,
     }
 
 
 def _substitute(command: str, world: dict) -> list[str]:
-    for key in sorted((k for k in world if k != "root"), key=len, reverse=True):
-        command = command.replace(key, world[key])
-    return shlex.split(command)
+    """Placeholders replaced in one pass, longest first (a stand-in is never rewritten)."""
+    keys = sorted((k for k in world if k != "root"), key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(k) for k in keys))
+    return shlex.split(pattern.sub(lambda m: world[m.group(0)], command))
 
 
 def _overrides(args: list[str]) -> tuple[list[str], bool]:
@@ -218,7 +224,7 @@ def _train(args: list[str], tmp_path: Path) -> None:
     cfg = configs.compose("train", "train", [*full, *TINY_TRAIN, *extra])
     result = run(cfg)
     assert result["global_step"] == (1 if cfg.trainer.get("fast_dev_run") else 2)
-    if cfg.task_name == "quickstart":  # the README's first command: its whole output
+    if cfg.task_name == "quickstart" and cfg.eval.data:  # the first command: its output
         out = Path(result["run_dir"]) / "eval"
         for name in ("quickstart.json", "anchors/jpeg.json", "rd-psnr.png", "bd-rate.md"):
             assert (out / name).exists(), name
@@ -238,7 +244,9 @@ def _eval_tool(program: str, args: list[str], tmp_path: Path) -> None:
     if codec and "OverfitCodec" in str(cfg.codec.get("_target_")):
         overrides.append("codec.iterations=8")  # a fit of a few steps per image
     if name == "eval" and (cfg.get("ckpt") or codec):
-        cfg = configs.compose("eval", name, [*overrides, "limit=2", "anchors=[jpeg]", out[name]])
+        anchors = sorted({"jpeg", *([cfg.baseline] if cfg.baseline in ("hevc", "webp") else [])})
+        fast = [*overrides, "limit=2", f"anchors=[{','.join(anchors)}]", out[name]]
+        cfg = configs.compose("eval", name, fast)
         assert evaluate.run(cfg, codec)["rows"]
     elif name == "anchors":
         codec = codec or "jpeg"
