@@ -86,15 +86,20 @@ def test_round_trip_is_exact_across_passes_images_and_escapes():
         assert torch.equal(decoder.decode(p, mixture.mean(p)), s)
 
 
+def coded_and_estimate(model, params, seed: int) -> tuple[int, float]:
+    """Bytes of symbols sampled from ``model`` (batch of 8) coded in one stream per image,
+    and their entropy estimate in bytes."""
+    centre = model.mean(params)
+    symbols = torch.round(sample(model, params, seed=seed) - centre)
+    estimate = float(-torch.log2(model.likelihood(symbols + centre, params)).sum()) / 8
+    encoder = model.encoder(8)
+    encoder.encode(symbols, params, centre)
+    return sum(len(s) for s in encoder.finish()), estimate
+
+
 def test_coded_size_matches_the_entropy_estimate():
     mixture = GaussianMixtureConditional(K=3).eval()
-    params = mixture_params(seed=3, batch=8)
-    centre = mixture.mean(params)
-    symbols = torch.round(sample(mixture, params, seed=3) - centre)
-    estimate = float(-torch.log2(mixture.likelihood(symbols + centre, params)).sum()) / 8
-    encoder = mixture.encoder(8)
-    encoder.encode(symbols, params, centre)
-    coded = sum(len(s) for s in encoder.finish())
+    coded, estimate = coded_and_estimate(mixture, mixture_params(seed=3, batch=8), seed=3)
     assert estimate > 1500
     # 16-bit frequencies cost a fraction of a percent; each stream flushes ≤ 8 bytes.
     assert abs(coded - estimate) <= 0.01 * estimate + 8 * 8, (coded, estimate)
@@ -146,13 +151,7 @@ def test_gaussian_coded_size_matches_the_estimate():
     """Per-element CDFs: no table of 64 scales rounding σ up (CompressAI's costs 3 % of a
     trained hyperprior's rate)."""
     gaussian = GaussianConditional().eval()
-    params = gaussian_params(batch=8, seed=7)
-    centre = gaussian.mean(params)
-    symbols = torch.round(sample(gaussian, params, seed=8) - centre)
-    estimate = float(-torch.log2(gaussian.likelihood(symbols + centre, params)).sum()) / 8
-    encoder = gaussian.encoder(8)
-    encoder.encode(symbols, params, centre)
-    coded = sum(len(s) for s in encoder.finish())
+    coded, estimate = coded_and_estimate(gaussian, gaussian_params(batch=8, seed=7), seed=8)
     assert estimate > 1000
     assert abs(coded - estimate) <= 0.005 * estimate + 8 * 8, (coded, estimate)
 

@@ -74,7 +74,8 @@ def main():
             ys = torch.round(y - centre)
             tot["y_q"] += table_bits(ys.long(), idx, *tables)[0]
             sigma = gc.scale_table[idx.flatten()].reshape(y.shape)  # σ rounded up to the table
-            tot["y_table"] += float(-torch.log2(gaussian_likelihood(gc, ys + centre, sigma, means)).sum())
+            table_lik = gaussian_likelihood(gc, ys + centre, sigma, means)
+            tot["y_table"] += float(-torch.log2(table_lik).sum())
     est = tot["y_est"] + tot["z_est"]
     print(f"{type(m).__name__}, {n} Kodak images; bytes/image (% of the estimate)")
     for k in keys:
