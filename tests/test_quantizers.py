@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -44,6 +46,24 @@ def test_ste_rounds_around_the_mean_with_identity_gradient():
     assert torch.equal(y_rate, y_dec)
     y_dec.sum().backward()
     assert torch.equal(y.grad, torch.ones(3))
+
+
+def test_ste_with_a_backward_temperature_rounds_and_takes_soft_rounds_gradient():
+    # Cool-chic's final-phase "ste": rounding forward, d s_{1/T}/dx backward; at T = 1e-4 the
+    # gradient vanishes but within ~T of a half-integer, at T = 1 it is s_1's slope
+    y = torch.tensor([0.2, 1.7, -2.4, 0.49999], requires_grad=True)
+    y_rate, y_dec = STE(t_backward=1e-4).train()(y)
+    assert torch.equal(y_dec.detach(), torch.tensor([0.0, 2.0, -2.0, 0.0]))
+    assert torch.equal(y_rate, y_dec)
+    y_dec.sum().backward()
+    assert torch.equal(y.grad[:3], torch.zeros(3)) and y.grad[3] > 1000
+    x = torch.tensor([0.3, 1.0], requires_grad=True)
+    STE(t_backward=1.0).train()(x)[1].sum().backward()
+    r = torch.tensor([-0.2, -0.5])  # x − ⌊x⌋ − ½
+    slope = 0.5 / math.tanh(0.5) / torch.cosh(r) ** 2
+    assert torch.allclose(x.grad, slope)
+    with pytest.raises(ValueError, match="temperature"):
+        STE(t_backward=0.0)
 
 
 def test_mixed_uses_noise_for_rate_and_rounding_for_decoder():

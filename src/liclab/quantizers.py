@@ -94,10 +94,28 @@ class Noise(Quantizer):
 
 class STE(Quantizer):
     """Straight-through rounding ``round(x - μ) + μ`` for the rate and the decoder input
-    (Theis et al. 2017, arXiv:1703.00395; centred on μ as in Minnen & Singh 2020)."""
+    (Theis et al. 2017, arXiv:1703.00395; centred on μ as in Minnen & Singh 2020).
+
+    Args:
+        t_backward: None: the identity gradient. A temperature T: the gradient of soft
+            rounding s_{1/T} instead (Cool-chic's "ste"), which for a small T (Cool-chic's
+            final phase: 1e-4) is zero but within ~T of a half-integer: the latents hold
+            still while the networks learn to decode the integers they will get.
+    """
+
+    def __init__(self, t_backward: float | None = None):
+        super().__init__()
+        if t_backward is not None and t_backward <= 0:
+            raise ValueError(f"STE's backward temperature must be positive, not {t_backward}")
+        self.t_backward = t_backward
 
     def proxy(self, x, offset):
-        x_hat = ste_round(x, offset)
+        if self.t_backward is None:
+            x_hat = ste_round(x, offset)
+        else:
+            off = 0.0 if offset is None else offset
+            soft = soft_round(x - off, 1.0 / self.t_backward) + off
+            x_hat = soft + (round_offset(x, offset) - soft).detach()
         return x_hat, x_hat
 
 

@@ -66,8 +66,11 @@ class Wavefront:
             step.append(x + self.k * y + starts[level])
             if coarse:
                 cidx.append(self._coarse(level, y, x, coarse_offsets))
-        order = np.argsort(np.concatenate(step), kind="stable")
-        counts = np.bincount(np.concatenate(step))
+        steps = np.concatenate(step)
+        if steps.max() < 2**16:  # numpy's stable sort of 16-bit keys is a radix sort, ~5× faster
+            steps = steps.astype(np.uint16)
+        order = np.argsort(steps, kind="stable")
+        counts = np.bincount(steps)
         self.order = order
         """Latents (indexes into the grids flattened and concatenated, finest first) in
         decoding order."""
@@ -180,7 +183,9 @@ class Wavefront:
                 torch.from_numpy(h).relu_()  # numpy's maximum is ~2× slower here
             o = h @ out  # laplace.snap, inlined
             np.rint(o, out=o)
-            np.clip(o[:, 1], 0.0, top, out=o[:, 1])
+            scale = o[:, 1]  # clipped to the bank, in place (np.clip's wrapper costs ~3×)
+            np.minimum(scale, top, out=scale)
+            np.maximum(scale, 0.0, out=scale)
             q = o.astype(np.int64)
             mq, s = q[:, 0], q[:, 1]
             k = decode(categorical, window[s, mq & frac])
