@@ -11,6 +11,7 @@ import torch
 from liclab import LiclabError
 from liclab.lit import PlainProgress, _not_for_users, wandb_logger
 from liclab.losses import MSE
+from liclab.progress import progress
 from liclab.train import train
 
 from conftest import compose, tiny_train_overrides
@@ -79,3 +80,19 @@ def test_non_finite_loss_is_skipped_then_stops(image_folder, tmp_path, caplog):
     with pytest.raises(LiclabError, match="4 consecutive non-finite losses"):
         train(cfg)
     assert "non-finite loss" in caplog.text
+
+
+def test_progress_of_parallel_items_counts_the_first_as_a_batch(capsys, monkeypatch):
+    # two workers, 16 items: the first finishes after 500 s with another about as far along,
+    # so the wall time per item is ~250 s and 15 remain: ETA ~62 min, not 2 h
+    clock = iter([0.0, 500.0, 510.0])
+    monkeypatch.setattr("liclab.progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("liclab.progress.is_terminal", lambda stream=None: False)
+    with progress(16, "evaluating x", "encodes", every=0, parallel=2) as advance:
+        advance()
+        advance()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "evaluating x: 1/16 encodes, 250.0 s each, ETA 1 h 02 min",
+        "evaluating x: 2/16 encodes, 255.0 s each, ETA 59 min 30 s",
+    ]

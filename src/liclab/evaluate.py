@@ -116,7 +116,9 @@ def evaluate_codecs(
     workers = max(1, min(workers, len(todo)))
     jobs = ((codecs[i], path, file, measures) for i, _, path, file, _ in todo)
     what = f"{codecs[0].name}" + (f" ({len(codecs)} settings)" if len(codecs) > 1 else "")
-    with progress(len(todo), f"evaluating {what}", "encodes", enabled=show) as advance:
+    with progress(
+        len(todo), f"evaluating {what}", "encodes", enabled=show, parallel=workers
+    ) as advance:
         if workers == 1:
             _collect((_run_one(*job) for job in jobs), todo, results, advance)
         else:

@@ -27,11 +27,15 @@ def is_terminal(stream=None) -> bool:
 
 
 @contextmanager
-def progress(total: int, what: str, unit: str = "items", every: float = 30.0, enabled=True):
+def progress(
+    total: int, what: str, unit: str = "items", every: float = 30.0, enabled=True, parallel=1
+):
     """Yields ``advance()``, to call once per finished item.
 
     On a terminal: a transient rich bar on stderr. Otherwise: a line on stderr at most every
-    ``every`` seconds and at the end, ``<what>: 12/24 images, 3.1 s each, ETA 37 s``.
+    ``every`` seconds and at the end, ``<what>: 12/24 images, 3.1 s each, ETA 37 s`` (wall
+    seconds per item: with ``parallel`` items in flight, the first to finish counts as
+    ``parallel`` of them).
     """
     if not enabled or total == 0:
         yield lambda: None
@@ -53,7 +57,7 @@ def progress(total: int, what: str, unit: str = "items", every: float = 30.0, en
         now = time.monotonic()
         if now - last >= every or done == total:
             last = now
-            each = (now - start) / done
+            each = (now - start) / max(done, min(parallel, total))
             eta = "" if done == total else f", ETA {duration(each * (total - done))}"
             print(
                 f"{what}: {done}/{total} {unit}, {each:.1f} s each{eta}",

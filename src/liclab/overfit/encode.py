@@ -5,7 +5,8 @@ preset; Kim et al. 2024, C3, arXiv:2312.02753)::
 
     warm-up   n₀ fresh models, each trained a few iterations; the best n₁ go on; …; best 1
     main      cosine learning rate, annealed proxy (soft rounding T 0.3 → 0.1 with noise)
-    final     straight-through rounding at a low learning rate
+    final     rounding at a low learning rate (Cool-chic: soft rounding's gradient at T = 1e-4,
+              so that the networks adapt to latents that hold still)
 
 Every phase validates under true rounding every ``validate_every`` iterations and ends on its
 best state. The loss is :class:`liclab.overfit.loss.CoolChicMSE` (MSE + λ·bpp, Cool-chic's λ).
