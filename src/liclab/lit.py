@@ -307,6 +307,9 @@ def quiet_lightning() -> None:
         logger.propagate = True
     # The loss's frozen networks (LPIPS, VGG) stay in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # The GAN stage optimises manually; its checkpoints hold the state after both optimisers
+    # stepped, which is what resuming needs (tests/test_gan.py resumes mid-GAN).
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     # filters act where a record is logged, not on the loggers it propagates through
     for name in (
         "lightning.pytorch.utilities.rank_zero",
