@@ -145,14 +145,13 @@ class _Progress:
     """Steps done by the wavefront, shared with the worker (which waits on it)."""
 
     def __init__(self):
-        self.steps, self.final, self.target = 0, False, 0
+        self.steps, self.final = 0, False
         self.cond = threading.Condition()
 
     def update(self, steps: int) -> None:
         with self.cond:
             self.steps = steps
-            if steps >= self.target:  # wake the worker only when it can go on
-                self.cond.notify()
+            self.cond.notify()
 
     def stop(self) -> None:
         """No more steps will come (done, or decoding failed)."""
@@ -163,6 +162,5 @@ class _Progress:
     def wait(self, steps: int) -> int | None:
         """Steps done once at least ``steps`` are; None if decoding stopped short."""
         with self.cond:
-            self.target = steps
             self.cond.wait_for(lambda: self.steps >= steps or self.final)
             return self.steps if self.steps >= steps else None

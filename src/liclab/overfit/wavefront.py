@@ -183,9 +183,7 @@ class Wavefront:
                 torch.from_numpy(h).relu_()  # numpy's maximum is ~2× slower here
             o = h @ out  # laplace.snap, inlined
             np.rint(o, out=o)
-            scale = o[:, 1]  # clipped to the bank, in place (np.clip's wrapper costs ~3×)
-            np.minimum(scale, top, out=scale)
-            np.maximum(scale, 0.0, out=scale)
+            np.clip(o[:, 1], 0.0, top, out=o[:, 1])
             q = o.astype(np.int64)
             mq, s = q[:, 0], q[:, 1]
             k = decode(categorical, window[s, mq & frac])
