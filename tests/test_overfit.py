@@ -19,6 +19,7 @@ from liclab.overfit.upsampling import (
     BilinearUpsampling,
     LearnedUpsampling,
     bicubic_half_kernel,
+    prefilter,
     upsample2,
 )
 from liclab.quantizers import (
@@ -146,6 +147,16 @@ def test_macs_per_pixel_equal_a_hand_count():
     assert macs["upsampling"] == pytest.approx(upsampling)
     assert macs["synthesis"] == synthesis
     assert macs["total"] == pytest.approx(arm + upsampling + synthesis)
+    # pre-concatenation filters: k taps per axis on every grid but the coarsest
+    filtered = CoolChic(
+        SIZE,
+        ARM(context=8, hidden_layers=1),
+        functools.partial(LearnedUpsampling, kernel_size=4, preconcat=3),
+        functools.partial(Synthesis, hidden=[4], residual_layers=1),
+        levels=3,
+    )
+    extra = 2 * 3 * (64 * 96 + 32 * 48) / pixels
+    assert filtered.macs_per_pixel()["upsampling"] == pytest.approx(upsampling + extra)
 
 
 def test_mac_counts_match_the_operations_pytorch_counts():
@@ -166,6 +177,33 @@ def test_learned_upsampling_starts_as_bicubic_interpolation():
     ours = upsample2(x, bicubic_half_kernel(8))
     ref = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
     assert torch.allclose(ours[..., 4:-4, 4:-4], ref[..., 4:-4, 4:-4], atol=1e-5)
+
+
+def test_prefilter_is_a_separable_symmetric_filter_plus_identity_with_exact_gradients():
+    g = torch.Generator().manual_seed(0)
+    half = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    kernel = torch.cat([half, half[:-1].flip(0)]).detach()
+    for shape in [(1, 1, 13, 17), (1, 2, 5, 4), (1, 1, 2, 1)]:  # grids narrower than the kernel
+        x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+        flat = x.detach().reshape(-1, 1, *shape[-2:])
+        ref = F.conv2d(F.pad(flat, (3, 3, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 7))
+        ref = F.conv2d(F.pad(ref, (0, 0, 3, 3), mode="replicate"), kernel.view(1, 1, 7, 1))
+        assert torch.allclose(prefilter(x, half), x + ref.view(shape), atol=1e-12)
+        assert torch.autograd.gradcheck(prefilter, (x, half))
+    # initialised as a unit impulse: the finer grid enters the synthesis doubled (Cool-chic's)
+    up = LearnedUpsampling(levels=2, kernel_size=8, preconcat=7)
+    y = [torch.randn(1, 1, 8, 12, generator=g), torch.randn(1, 1, 4, 6, generator=g)]
+    assert torch.equal(up(y)[:, :1], 2 * y[0])
+
+
+def test_coolchic_synthesis_init_starts_from_a_black_image_with_no_dead_unit():
+    syn = Synthesis(7, hidden=[48], residual_layers=2, init="coolchic")
+    assert torch.equal(syn(torch.zeros(1, 7, 6, 8)), torch.zeros(1, 3, 6, 8))
+    first, last = syn.pointwise
+    assert first.weight.abs().max() <= 1 / (7**0.5 * 48**2) and not first.bias.any()
+    assert last.weight.abs().max() <= 1 / (48**0.5 * 3**2) and not last.bias.any()
+    with pytest.raises(ValueError, match="init"):
+        Synthesis(7, init="xavier")
 
 
 def test_levels_follow_the_image_size():

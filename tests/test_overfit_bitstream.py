@@ -42,9 +42,12 @@ def one_thread():
 
 
 def tiny(kind: str = "coolchic") -> CoolChic:
-    """Cool-chic-like (learned upsampling, ReLU) or C3-like (bilinear, GELU, coarse context)."""
-    if kind == "coolchic":
-        up, syn = functools.partial(LearnedUpsampling, kernel_size=8), {}
+    """Cool-chic-like (learned upsampling with pre-concatenation filters, ReLU; "coolchic-4"
+    without the filters) or C3-like (bilinear, GELU, coarse context)."""
+    if kind.startswith("coolchic"):
+        preconcat = 0 if kind == "coolchic-4" else 7
+        up = functools.partial(LearnedUpsampling, kernel_size=8, preconcat=preconcat)
+        syn = {"init": "coolchic"}
         arm = ARM(context=24, hidden_layers=2)
     else:
         up, syn = BilinearUpsampling, {"activation": torch.nn.GELU()}
@@ -79,7 +82,7 @@ def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     return float(10 * torch.log10(255**2 / torch.mean((x8 - torch.round(x * 255)) ** 2)))
 
 
-@pytest.mark.parametrize("kind", ["coolchic", "c3"])
+@pytest.mark.parametrize("kind", ["coolchic", "coolchic-4", "c3"])
 def test_the_decoder_returns_exactly_the_encoders_reconstruction(kind):
     model, _, encoded, float_psnr = fitted(kind)
     decoded = coding.decode(encoded.data, "x.lic")
@@ -314,12 +317,23 @@ def test_exact_upsampling_equals_the_models_on_dyadic_values():
         torch.randint(-9, 9, (1, 1, -(-13 // 2**i), -(-21 // 2**i)), generator=g).double()
         for i in range(3)
     ]
-    learned = LearnedUpsampling(levels=3, kernel_size=8).double()
+    learned = LearnedUpsampling(levels=3, kernel_size=8, preconcat=7).double()
     with torch.no_grad():
         for k in learned.kernels:  # three fraction bits: nothing to round on the 2^-12 grid
             k.copy_(torch.round(k * 8) / 8)
+        for f in learned.filters:
+            f.copy_(torch.randint(-4, 5, f.shape, generator=g) / 8)
     kernels = [k.detach() for k in learned.kernels]
+    filters = [f.detach() for f in learned.filters]
     size = tuple(y[0].shape[-2:])
+    assert torch.equal(exact.upsampled(y[1:], size, kernels, filters=filters), learned(y)[:, 1:])
+    y0 = exact.prefiltered(y[0], filters[0]) / 2**exact.UP_BITS
+    assert torch.equal(y0, learned(y)[:, :1])
+    # a band of rows is what the whole grid gives there (the decoder works band by band)
+    assert torch.equal(
+        exact.prefiltered(y[0][0, 0], filters[0], 4, 9) / 2**exact.UP_BITS, y0[0, 0, 4:9]
+    )
+    learned.preconcat = 0
     assert torch.equal(exact.upsampled(y[1:], size, kernels), learned(y)[:, 1:])
     assert torch.equal(exact.upsample2(y[1].clone(), kernels[0]), upsample2(y[1], kernels[0]))
     reference = BilinearUpsampling(levels=3)(y)[:, 1:]
@@ -336,7 +350,8 @@ def test_odd_sizes_and_a_single_grid_decode_exactly(size, levels, kind):
         size,
         model.arm,
         functools.partial(
-            type(model.upsampling), **({"kernel_size": 8} if kind == "coolchic" else {})
+            type(model.upsampling),
+            **({"kernel_size": 8, "preconcat": 7} if kind == "coolchic" else {}),
         ),
         functools.partial(
             Synthesis, hidden=[12, 8], residual_layers=2, activation=model.synthesis.activation

@@ -8,7 +8,8 @@ The container is liclab's (:mod:`liclab.bitstream`); its fields are used so::
                  bit-exact fails loudly instead of returning a wrong image
     size         H, W
     shape        the descriptor, small integers (one byte each, two for values ≥ 128):
-                   L, K, hidden layers, C, upsampling kernel (0: bilinear),
+                   L, K, hidden layers, C, upsampling kernel (0: bilinear) + 128 × taps of
+                   its pre-concatenation filters (0: none),
                    number of synthesis hidden layers, their widths, residual layers,
                    activation (0 ReLU, 1 GELU),
                    the ARM's rounding bits F (0: none; :class:`~liclab.overfit.exact.ExactARM`),
@@ -62,13 +63,15 @@ class Architecture:
     synthesis_hidden: tuple[int, ...]
     residual_layers: int
     activation: int  # index into ACTIVATIONS
+    preconcat: int = 0  # taps of the learned upsampling's pre-concatenation filters (0: none)
 
     @classmethod
     def of(cls, model: CoolChic) -> Architecture:
         """The architecture of ``model``; ValueError for modules no bitstream describes."""
         arm, up, syn = model.arm, model.upsampling, model.synthesis
+        preconcat = 0
         if isinstance(up, LearnedUpsampling):
-            kernel = up.kernel_size
+            kernel, preconcat = up.kernel_size, up.preconcat
         elif isinstance(up, BilinearUpsampling):
             kernel = 0
         else:
@@ -87,6 +90,7 @@ class Architecture:
             synthesis_hidden=tuple(c.out_channels for c in syn.pointwise[:-1]),
             residual_layers=len(syn.residual),
             activation=codes[0],
+            preconcat=preconcat,
         )
 
     def ints(self) -> list[int]:
@@ -95,7 +99,7 @@ class Architecture:
             self.context,
             self.hidden_layers,
             self.coarse,
-            self.upsampling_kernel,
+            self.upsampling_kernel + 128 * self.preconcat,
             len(self.synthesis_hidden),
             *self.synthesis_hidden,
             self.residual_layers,
@@ -106,7 +110,14 @@ class Architecture:
     def parse(cls, ints: tuple[int, ...]) -> tuple[Architecture, int]:
         """(architecture, number of integers read) from the start of ``ints``."""
         n_hidden = ints[5]
-        arch = cls(*ints[:5], tuple(ints[6 : 6 + n_hidden]), *ints[6 + n_hidden : 8 + n_hidden])
+        kernel, preconcat = ints[4] % 128, ints[4] // 128
+        arch = cls(
+            *ints[:4],
+            kernel,
+            tuple(ints[6 : 6 + n_hidden]),
+            *ints[6 + n_hidden : 8 + n_hidden],
+            preconcat=preconcat,
+        )
         if len(arch.synthesis_hidden) != n_hidden or not (
             1 <= arch.levels <= 16
             and 1 <= arch.context <= 24
@@ -114,6 +125,8 @@ class Architecture:
             and arch.coarse <= 9
             and arch.upsampling_kernel % 4 == 0
             and arch.upsampling_kernel <= 64
+            and (arch.preconcat == 0 or (arch.preconcat % 2 == 1 and arch.upsampling_kernel > 0))
+            and arch.preconcat <= 31
             and all(1 <= w <= 1024 for w in arch.synthesis_hidden)
             and arch.residual_layers <= 16
             and arch.activation < len(ACTIVATIONS)
@@ -124,7 +137,9 @@ class Architecture:
     def build(self, size: tuple[int, int]) -> CoolChic:
         """A model of this architecture for an image of ``size`` (parameters initialised)."""
         if self.upsampling_kernel:
-            up = functools.partial(LearnedUpsampling, kernel_size=self.upsampling_kernel)
+            up = functools.partial(
+                LearnedUpsampling, kernel_size=self.upsampling_kernel, preconcat=self.preconcat
+            )
         else:
             up = BilinearUpsampling
         activation = ACTIVATIONS[self.activation][0]()
@@ -257,4 +272,5 @@ def _decoder(arch: Architecture, groups: list[params.Group], rounding: int) -> D
         arch.residual_layers,
         ACTIVATIONS[arch.activation][1],
         rounding,
+        preconcat=bool(arch.preconcat),
     )

@@ -35,6 +35,7 @@ class Decoder:
         hidden_layers: the ARM's hidden layers.
         levels: L.
         learned: learned upsampling (Cool-chic) or bilinear (C3).
+        preconcat: the learned upsampling has pre-concatenation filters.
         pointwise: number of the synthesis's 1×1 layers.
         residual: number of its residual layers.
         activation: :func:`liclab.overfit.exact.relu` or :func:`~liclab.overfit.exact.gelu`.
@@ -42,7 +43,16 @@ class Decoder:
     """
 
     def __init__(
-        self, values, hidden_layers, levels, learned, pointwise, residual, activation, rounding: int
+        self,
+        values,
+        hidden_layers,
+        levels,
+        learned,
+        pointwise,
+        residual,
+        activation,
+        rounding: int,
+        preconcat: bool = False,
     ):
         arm = [f"arm.layers.{i}" for i in range(hidden_layers + 1)]
         self.arm = exact.ExactARM(
@@ -57,6 +67,9 @@ class Decoder:
         self.kernels = (
             [t(f"upsampling.kernels.{i}") for i in range(levels - 1)] if learned else (None)
         )
+        self.filters = (
+            [t(f"upsampling.filters.{i}") for i in range(levels - 1)] if preconcat else None
+        ) or None
         syn = "synthesis.pointwise"
         self.synthesis = exact.ExactSynthesis(
             [(t(f"{syn}.{i}.weight").flatten(1), t(f"{syn}.{i}.bias")) for i in range(pointwise)],
@@ -69,8 +82,12 @@ class Decoder:
 
     def image(self, y_hat: list[Tensor], verify: bool = False) -> Tensor:
         """x̂ (1, 3, H, W) float64 of the grids (each (1, 1, h, w) float64), in one pass."""
-        up = exact.upsampled(y_hat[1:], tuple(y_hat[0].shape[-2:]), self.kernels, verify)
-        return self.synthesis(torch.cat([y_hat[0], up], dim=1), verify)
+        size = tuple(y_hat[0].shape[-2:])
+        up = exact.upsampled(y_hat[1:], size, self.kernels, verify, self.filters)
+        y0 = y_hat[0]
+        if self.filters:
+            y0 = exact.prefiltered(y0, self.filters[0], verify=verify) * 2.0**-exact.UP_BITS
+        return self.synthesis(torch.cat([y0, up], dim=1), verify)
 
     def decode(self, wavefront: Wavefront, data: bytes) -> tuple[list[np.ndarray], Tensor]:
         """(grids, x̂ (1, 3, H, W)) of a latent string, the image reconstructed in a worker
@@ -113,19 +130,29 @@ class Decoder:
             return None
         grids = wavefront.grids(canvas)
         coarse = [torch.from_numpy(g)[None, None] for g in grids[1:]]
-        up = exact.upsampled(coarse, (h, w), self.kernels)[0].permute(1, 2, 0)  # (H, W, L − 1)
+        up = exact.upsampled(coarse, (h, w), self.kernels, filters=self.filters)
+        up = up[0].permute(1, 2, 0)  # (H, W, L − 1)
         residual = len(self.synthesis.residual_layers)
         planes = [torch.empty(3, h, w, dtype=torch.float64) for _ in range(residual + 1)]
         done = [0] * (residual + 1)  # rows of each stage computed
-        finest = canvas[: wavefront.cells].reshape(-1, wavefront.width)
         r0, c0 = wavefront.top, wavefront.cols[0]
+        finest = canvas[: wavefront.cells].reshape(-1, wavefront.width)[r0 : r0 + h, c0 : c0 + w]
+        finest = torch.from_numpy(finest)
+        # a pre-concatenation filter reads `pad` rows below the ones it outputs
+        pad = self.filters[0].numel() - 1 if self.filters else 0
         while done[-1] < h:
-            steps = progress.wait(min(wavefront.finished([0], done[0] + BAND), wavefront.steps))
+            wanted = wavefront.finished([0], done[0] + BAND + pad)
+            steps = progress.wait(min(wanted, wavefront.steps))
             if steps is None:
                 return None
             ready = wavefront.rows_done(0, steps)
+            ready = ready if ready == h else max(ready - pad, 0)
             if ready > done[0]:
-                y0 = torch.from_numpy(finest[r0 + done[0] : r0 + ready, c0 : c0 + w])
+                if self.filters:
+                    y0 = exact.prefiltered(finest, self.filters[0], done[0], ready)
+                    y0 = y0 * 2.0**-exact.UP_BITS
+                else:
+                    y0 = finest[done[0] : ready]
                 rows = torch.cat(
                     [y0.reshape(-1, 1), up[done[0] : ready].reshape(y0.numel(), levels - 1)], 1
                 )

@@ -160,13 +160,49 @@ def _upsample_axis(x: Tensor, k: list[float], dim: int) -> Tensor:
     return torch.stack([even, odd], dim=dim).reshape(shape)  # interleaved
 
 
+def prefiltered(
+    y: Tensor, half: Tensor, start: int = 0, stop: int | None = None, verify: bool = False
+) -> Tensor:
+    """Rows ``start:stop`` of ``ŷ + f ∗ ŷ`` (:class:`~liclab.overfit.upsampling.LearnedUpsampling`'s
+    pre-concatenation filter f = [half, reversed(half[:-1])]) for a grid ``ŷ`` (…, h, w) of
+    integers, in units of 2^−UP_BITS (integers): the horizontal pass, then the vertical one,
+    each rounded; edges replicated. Only rows start − p … stop + p − 1 of ``ŷ`` are read (p the
+    kernel's radius), so a band gives the rows the whole grid would."""
+    h = y.shape[-2]
+    stop = h if stop is None else stop
+    p, scale = half.numel() - 1, 2.0**UP_BITS
+    k = half.tolist()
+    rows = torch.arange(start - p, stop + p).clamp_(0, h - 1)
+    x = y.index_select(-2, rows) * scale
+    if verify:
+        gain = 2 * sum(map(abs, k)) - abs(k[p])  # Σ|f|: each pass multiplies the bound by it
+        bound = float(x.abs().max()) * max(gain, gain * gain)
+        check(bound, fraction_bits(half), "pre-concatenation filter")
+    for dim in (-1, -2):
+        n = x.shape[dim] - (2 * p if dim == -2 else 0)
+        xp = x  # rows already span start − p … stop + p − 1; columns are padded here
+        if dim == -1:
+            flat = x.flatten(0, -3) if x.dim() > 3 else x  # replicate pads ≤ 3-D input
+            xp = F.pad(flat, (p, p), mode="replicate").view(*x.shape[:-1], -1)
+        out = xp.narrow(dim, p, n) * k[p]
+        for t in range(1, p + 1):
+            out.add_(xp.narrow(dim, p - t, n) + xp.narrow(dim, p + t, n), alpha=k[p - t])
+        x = out.round_()
+    return x.add_(y[..., start:stop, :] * scale)
+
+
 def upsampled(
-    coarse: list[Tensor], size: tuple[int, int], kernels: list[Tensor] | None, verify: bool = False
+    coarse: list[Tensor],
+    size: tuple[int, int],
+    kernels: list[Tensor] | None,
+    verify: bool = False,
+    filters: list[Tensor] | None = None,
 ) -> Tensor:
     """The grids ŷ_1 … ŷ_{L−1} (``coarse``) at full resolution, (1, L − 1, H, W) float64: what
-    the upsampling (:mod:`liclab.overfit.upsampling`) puts beside ŷ_0, which it never reads.
-    ``kernels``: the learned upsampling's (Cool-chic), or None for bilinear (C3, with
-    interpolation weights rounded to 2^−16, then exact)."""
+    the upsampling (:mod:`liclab.overfit.upsampling`) puts beside ŷ_0 (or beside
+    :func:`prefiltered` ŷ_0, with ``filters``). ``kernels``: the learned upsampling's
+    (Cool-chic), or None for bilinear (C3, with interpolation weights rounded to 2^−16, then
+    exact); ``filters``: its pre-concatenation filters (None: none)."""
     h, w = size
     scale = 2.0**UP_BITS
     if not coarse:
@@ -183,7 +219,12 @@ def upsampled(
         th, tw = coarse[level - 1].shape[-2:] if level else size
         x = _upsample2_units(x, kernels[level], verify)[..., :th, :tw]
         if level:
-            x = torch.cat([coarse[level - 1] * scale, x], dim=1)
+            fine = coarse[level - 1]
+            if filters:
+                fine = prefiltered(fine, filters[level], verify=verify)
+            else:
+                fine = fine * scale
+            x = torch.cat([fine, x], dim=1)
     return x.mul_(1 / scale)
 
 
@@ -300,18 +341,11 @@ class ExactSynthesis:
 
     @staticmethod
     def _residual_band(weight: Tensor, bias: Tensor, x: Tensor, start: int, stop: int) -> Tensor:
-        """27 broadcast multiply-adds (~2× faster than a float64 conv2d here), rounded."""
-        h, w = x.shape[-2:]
+        """One float64 convolution, rounded: its sums of exact products are exact in any
+        order (the 53-bit bound checked above), so the backend's algorithm (direct or
+        im2col and GEMM) does not change the result."""
+        h = x.shape[-2]
         window = x[:, max(start - 1, 0) : min(stop + 1, h)]
         pad = (1, 1, int(start == 0), int(stop == h))
-        window = F.pad(window[None], pad, mode="replicate")[0]
-        n = stop - start
-        out = x[:, start:stop] + bias.view(3, 1, 1)
-        for c in range(3):
-            for dy in range(3):
-                for dx in range(3):
-                    out.addcmul_(
-                        window[c : c + 1, dy : dy + n, dx : dx + w],
-                        weight[:, c, dy, dx].view(3, 1, 1),
-                    )
-        return out.round_()
+        window = F.pad(window[None], pad, mode="replicate")
+        return F.conv2d(window, weight, bias)[0].add_(x[:, start:stop]).round_()

@@ -29,6 +29,10 @@ class Synthesis(nn.Module):
             identity).
         out_channels: 3 for RGB.
         activation: the non-linearity (an ``nn.Module``; in-place ReLU if None).
+        init: ``"coolchic"``: the 1×1 layers' weights PyTorch's default divided by
+            out_channels² and their biases zero, so x̂ starts near 0 and no ReLU starts dead
+            (Cool-chic's); ``"default"``: PyTorch's default (weights and biases uniform in
+            ±1/√fan_in).
     """
 
     def __init__(
@@ -38,8 +42,11 @@ class Synthesis(nn.Module):
         residual_layers: int = 2,
         out_channels: int = 3,
         activation: nn.Module | None = None,
+        init: str = "default",
     ):
         super().__init__()
+        if init not in ("default", "coolchic"):
+            raise ValueError(f"synthesis init must be 'default' or 'coolchic', not {init!r}")
         widths = [in_channels, *hidden, out_channels]
         self.pointwise = nn.ModuleList(
             nn.Conv2d(a, b, 1) for a, b in zip(widths[:-1], widths[1:], strict=True)
@@ -47,6 +54,11 @@ class Synthesis(nn.Module):
         self.residual = nn.ModuleList(
             nn.Conv2d(out_channels, out_channels, 3) for _ in range(residual_layers)
         )
+        if init == "coolchic":
+            with torch.no_grad():
+                for conv in self.pointwise:
+                    conv.weight.div_(conv.out_channels**2)
+                    conv.bias.zero_()
         for conv in self.residual:
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
