@@ -19,6 +19,7 @@ Data through ``$LIC_DATA`` (``$LIC_DATA/kodak/kodim01.png``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -36,10 +37,13 @@ from liclab.overfit.encode import Fit
 from liclab.overfit.wavefront import Wavefront
 
 
-def encode(preset: str, image: np.ndarray, iterations: int, lmbda: float, cache: Path):
+def encode(preset: str, image: np.ndarray, iterations: int, lmbda: float, stem: Path):
     """(file, details) of ``image``: a fit of ``iterations`` (no warm-up, the last fifth in
-    the final phase; cached in ``cache``), then the codec's quantisation and coding."""
+    the final phase; cached beside ``stem``, under a digest of the preset's contents), then
+    the codec's quantisation and coding."""
     codec = OverfitCodec(preset, "coolchic", lmbda)
+    digest = hashlib.sha256(json.dumps(codec.model, sort_keys=True).encode()).hexdigest()[:8]
+    cache = stem.with_name(f"{stem.name}-{digest}.pt")
     schedule = codec.schedule
     schedule["warmup"] = None
     schedule["main"]["iterations"] = iterations - iterations // 5
@@ -103,8 +107,7 @@ def main() -> None:
         image = np.asarray(Image.open(root / f"{name}.png").convert("RGB"))
         for preset in args.presets:
             stem = out / f"{preset}-{name}-{args.iterations}"
-            cache = stem.with_suffix(".pt")
-            data, details = encode(preset, image, args.iterations, args.lmbda, cache)
+            data, details = encode(preset, image, args.iterations, args.lmbda, stem)
             lic = stem.with_suffix(".lic")
             lic.write_bytes(data)
             lic.with_suffix(".json").write_text(json.dumps(details, indent=1))

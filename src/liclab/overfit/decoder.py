@@ -5,7 +5,9 @@
     main thread    range decoder + exact ARM, wavefront step by step ─────────────────▶ ŷ
                         │ progress (steps done)
     worker thread       └─ coarse grids done ─▶ upsampling of ŷ_1 … ŷ_{L−1}
-                           rows of ŷ_0 done ──▶ 1×1 layers ─▶ residual 3×3 layers (bands) ─▶ x̂
+                           rows of ŷ_0 done ──▶ (its pre-concatenation filter, a few rows
+                                                 behind) ─▶ 1×1 layers ─▶ residual 3×3 layers
+                                                 (bands) ─▶ x̂
 
 The wavefront finishes the coarse grids halfway and the finest grid's rows at a steady pace
 (one per k steps), so the image is reconstructed band by band on the second core while the
@@ -35,11 +37,11 @@ class Decoder:
         hidden_layers: the ARM's hidden layers.
         levels: L.
         learned: learned upsampling (Cool-chic) or bilinear (C3).
-        preconcat: the learned upsampling has pre-concatenation filters.
         pointwise: number of the synthesis's 1×1 layers.
         residual: number of its residual layers.
         activation: :func:`liclab.overfit.exact.relu` or :func:`~liclab.overfit.exact.gelu`.
         rounding: the ARM's rounding bits (0: none).
+        preconcat: the learned upsampling has pre-concatenation filters (Cool-chic 5).
     """
 
     def __init__(
