@@ -49,7 +49,9 @@ def make(preset: str, x: torch.Tensor, compile: bool):
     from liclab.quantizers import GaussianNoise, SoftRoundNoise
 
     torch.manual_seed(0)
-    model = instantiate(OmegaConf.load(config_dir("eval") / "overfit" / "model" / f"{preset}.yaml"))
+    path = Path(preset) if preset.endswith(".yaml") else None
+    path = path or config_dir("eval") / "overfit" / "model" / f"{preset}.yaml"
+    model = instantiate(OmegaConf.load(path))
     model = model(size=tuple(x.shape[-2:]))
     q = SoftRoundNoise(0.3, 0.1, GaussianNoise(0.25, 0.1)).train()
     schedule = Schedule(main=Phase(iterations=1, lr=1e-2, quantizer=q))
@@ -63,7 +65,9 @@ def make(preset: str, x: torch.Tensor, compile: bool):
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=list(PRESETS))
+    parser.add_argument(
+        "--presets", nargs="+", default=list(PRESETS), help="model presets: names or YAML paths"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=5, help="timed per preset and round")
