@@ -44,7 +44,7 @@ def prefilter(x: Tensor, half: Tensor) -> Tensor:
     f = [half, reversed(half[:-1])] (``half[-1]`` its centre): horizontally then vertically,
     each pass ``c·x[i] + Σ_t a_t·(x[i − t] + x[i + t])`` on edge-replicated input.
     Differentiable in both; its own backward pass (the adjoint of each pass is the same
-    symmetric filter, with the replicated edges folded back), ~2× autograd's speed."""
+    symmetric filter, with the replicated edges folded back), cheaper than autograd's."""
     return _Prefilter.apply(x, half)
 
 
