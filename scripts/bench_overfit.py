@@ -41,17 +41,14 @@ def load_image() -> tuple[torch.Tensor, str]:
 
 def make(preset: str, x: torch.Tensor, compile: bool):
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from liclab.configs import config_dir
+    from liclab.codecs.overfit import OverfitCodec
     from liclab.overfit.encode import Fitter, Phase, Schedule
     from liclab.overfit.loss import CoolChicMSE
     from liclab.quantizers import GaussianNoise, SoftRoundNoise
 
     torch.manual_seed(0)
-    path = Path(preset) if preset.endswith(".yaml") else None
-    path = path or config_dir("eval") / "overfit" / "model" / f"{preset}.yaml"
-    model = instantiate(OmegaConf.load(path))
+    model = instantiate(OverfitCodec(preset, "coolchic", 1e-3).model)  # a name or a YAML path
     model = model(size=tuple(x.shape[-2:]))
     q = SoftRoundNoise(0.3, 0.1, GaussianNoise(0.25, 0.1)).train()
     schedule = Schedule(main=Phase(iterations=1, lr=1e-2, quantizer=q))

@@ -19,7 +19,6 @@ Data through ``$LIC_DATA`` (``$LIC_DATA/kodak/kodim01.png``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -39,15 +38,14 @@ from liclab.overfit.wavefront import Wavefront
 
 def encode(preset: str, image: np.ndarray, iterations: int, lmbda: float, stem: Path):
     """(file, details) of ``image``: a fit of ``iterations`` (no warm-up, the last fifth in
-    the final phase; cached beside ``stem``, under a digest of the preset's contents), then
-    the codec's quantisation and coding."""
+    the final phase; cached beside ``stem`` under the codec's version, which changes with the
+    preset, the schedule and the code), then the codec's quantisation and coding."""
     codec = OverfitCodec(preset, "coolchic", lmbda)
-    digest = hashlib.sha256(json.dumps(codec.model, sort_keys=True).encode()).hexdigest()[:8]
-    cache = stem.with_name(f"{stem.name}-{digest}.pt")
     schedule = codec.schedule
     schedule["warmup"] = None
     schedule["main"]["iterations"] = iterations - iterations // 5
     schedule["final"]["iterations"] = iterations // 5
+    cache = stem.with_name(f"{stem.name}-{codec.version()}.pt")
     if cache.exists():
         saved = torch.load(cache, weights_only=True)
         model = instantiate(codec.model)(size=image.shape[:2])
