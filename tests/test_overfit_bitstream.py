@@ -258,11 +258,20 @@ def test_every_context_value_is_decoded_at_an_earlier_wavefront_step(context, co
     assert wavefront.steps == 13 + wavefront.k * 8 + (2 * (wavefront.k + 2) if coarse else 0)
 
 
+@pytest.mark.parametrize("step", ["c", "numpy"])
 @pytest.mark.parametrize(
     ("context", "coarse", "rounding"), [(24, 0, None), (8, 4, None), (8, 0, 12)]
 )
-def test_wavefront_coding_round_trips_with_escapes(context, coarse, rounding):
-    arm, _ = randomised_arm(context=context, hidden=1, coarse=coarse)
+def test_wavefront_coding_round_trips_with_escapes(context, coarse, rounding, step, monkeypatch):
+    """Both implementations of a decoding step (the C extension, numpy) read what the
+    encoder (numpy, one pass) wrote."""
+    from liclab.overfit import wavefront as module
+
+    if step == "numpy":
+        monkeypatch.setattr(module, "_wavefront", None)
+    else:
+        assert module._wavefront is not None, "liclab.overfit._wavefront was not built"
+    arm, _ = randomised_arm(context=context, hidden=2 if context == 24 else 1, coarse=coarse)
     weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
     biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
     exact_arm = exact.ExactARM(weights, biases, rounding)
@@ -276,6 +285,49 @@ def test_wavefront_coding_round_trips_with_escapes(context, coarse, rounding):
     mq, s = wavefront.parameters(y, exact_arm)
     est = laplace.bits(wavefront.symbols(y), mq, s)
     assert abs(8 * len(data) - est) <= 0.02 * est + 64
+
+
+@pytest.mark.parametrize(
+    ("context", "coarse", "rounding"), [(24, 0, None), (8, 4, None), (8, 0, 12), (3, 0, None)]
+)
+def test_the_c_step_gives_every_latent_the_numpy_arms_distribution(context, coarse, rounding):
+    from liclab.overfit import wavefront as module
+
+    assert module._wavefront is not None, "liclab.overfit._wavefront was not built"
+    arm, _ = randomised_arm(context=context, hidden=2, coarse=coarse, seed=3)
+    weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
+    biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
+    exact_arm = exact.ExactARM(weights, biases, rounding)
+    shapes = [(13, 21), (7, 11), (4, 6)]
+    wavefront = Wavefront(shapes, context, coarse)
+    y = random_latents(shapes, seed=4, spread=3.0)
+    mq, s = wavefront.parameters(y, exact_arm)
+    bank = laplace.window_bank()
+    rows = int(np.diff(wavefront.bounds).max())
+    table, lo, scale = (
+        np.empty((rows, bank.shape[1])),
+        np.empty(rows, np.int64),
+        np.empty(rows, np.int64),
+    )
+    coarse_pos = wavefront.coarse_pos if coarse else np.empty(0, np.int64)
+    stepper = module._wavefront.Stepper(
+        wavefront.canvas(y), wavefront.pos, wavefront.offsets, coarse_pos,
+        wavefront.bounds.astype(np.int64), bank, table, lo, scale,
+        [*exact_arm.hidden, exact_arm.out], rounding is not None,
+    )  # fmt: skip
+    got_lo, got_s, got_rows = [], [], []
+    for i in range(wavefront.steps):
+        n = stepper.prepare(i)
+        got_lo.append(lo[:n].copy())
+        got_s.append(scale[:n].copy())
+        got_rows.append(table[:n].copy())
+    assert np.array_equal(np.concatenate(got_s), s)
+    assert np.array_equal(np.concatenate(got_lo), mq >> laplace.MU_BITS)
+    key = (s << laplace.MU_BITS) + (mq & (laplace.MU_STEPS - 1))
+    assert np.array_equal(np.concatenate(got_rows), bank[key])
+    assert len(np.unique(s)) > 10  # the ARM spreads its scales: the test sees many rows
+    with pytest.raises(IndexError):
+        stepper.prepare(wavefront.steps)
 
 
 def test_laplace_tables_do_not_depend_on_the_last_bits_of_exp():

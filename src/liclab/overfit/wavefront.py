@@ -11,19 +11,25 @@ anti-diagonals of every grid decode together. Without a coarse context every gri
 step 0 (o_l = 0), so the pyramid takes as many steps as its finest grid, w + k·(h − 1)
 (2 812 for a 768×512 image); with one, grid l waits for its coarser grid, o_l = o_{l+1} + k + 2.
 Each step gathers its latents' contexts from one zero-margined canvas holding every grid, runs
-the exact ARM (:class:`liclab.overfit.exact.ExactARM`) on them as one matrix, and range-codes
-them as one batch (:mod:`liclab.overfit.laplace`). The encoder computes every latent's
+the exact ARM (:class:`liclab.overfit.exact.ExactARM`) on them, and range-codes them as one
+batch (:mod:`liclab.overfit.laplace`). The decoder's steps run the ARM in C
+(``_wavefront.c``: eight latents at a time, vectorised, the GIL released so that the image
+worker runs meanwhile); numpy computes the same numbers where the extension is not built. The encoder computes every latent's
 parameters in one pass (they are the same numbers) and codes them in the decoder's order.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from liclab.overfit import laplace
 from liclab.overfit.arm import COARSE_ORDER, CONTEXT_ORDER
 from liclab.overfit.exact import ExactARM
+
+try:  # the C step (built at install where a C compiler is at hand)
+    from liclab.overfit import _wavefront
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _wavefront = None
 
 _ROWS = 65536  # latents per chunk of the encoder's one pass
 REPORT = 16  # steps between progress reports
@@ -157,43 +163,53 @@ class Wavefront:
     def decode(self, data: bytes, arm: ExactARM, canvas=None, progress=None) -> list[np.ndarray]:
         """The grids (float64, finest first) from :meth:`encode`'s string, decoded into
         ``canvas`` (a fresh one if None); ``progress(steps done)`` is called every REPORT steps
-        and at the end."""
+        and at the end. Each step's ARM runs in C (:mod:`liclab.overfit._wavefront`, the GIL
+        released) where the extension was built, else in numpy: the same numbers."""
         coder = laplace.new_decoder(data)
         canvas = self.canvas() if canvas is None else canvas
-        b, pos = self.bounds.tolist(), self.pos
         report = progress or (lambda steps: None)
-        if self.coarse_pos is not None or arm.rounding is not None:
-            for i in range(self.steps):
-                o = arm(self.contexts(canvas, b[i], b[i + 1]))
-                canvas[pos[b[i] : b[i + 1]]] = laplace.decode(coder, *laplace.snap(o))
-                if i % REPORT == REPORT - 1:
-                    report(i + 1)
-            report(self.steps)
-            return self.grids(canvas)
-        # the same, inlined for the common case: this loop is the decoder's time
-        hidden, out, offsets, take = arm.hidden, arm.out, self.offsets, canvas.take
-        window = laplace.window_bank().reshape(laplace.NUM_SCALES, laplace.MU_STEPS, -1)
-        decode, categorical, escape = coder.decode, laplace.CATEGORICAL, laplace.WINDOW
-        top, frac, bits = laplace.NUM_SCALES - 1.0, laplace.MU_STEPS - 1, laplace.MU_BITS
+        step = self._c_step(canvas, arm, coder) if _wavefront is not None else None
+        step = step or self._numpy_step(canvas, arm, coder)
         for i in range(self.steps):
-            p = pos[b[i] : b[i + 1]]
-            h = take(p[:, None] + offsets)
-            for a in hidden:
-                h = h @ a
-                torch.from_numpy(h).relu_()  # numpy's maximum is ~2× slower here
-            o = h @ out  # laplace.snap, inlined
-            np.rint(o, out=o)
-            np.clip(o[:, 1], 0.0, top, out=o[:, 1])
-            q = o.astype(np.int64)
-            mq, s = q[:, 0], q[:, 1]
-            k = decode(categorical, window[s, mq & frac])
-            if k.max() == escape:  # rare: the range coder's state moves on past the window
-                k = laplace.escaped(coder, k, s)
-            canvas[p] = (mq >> bits) + k
+            step(i)
             if i % REPORT == REPORT - 1:
                 report(i + 1)
         report(self.steps)
         return self.grids(canvas)
+
+    def _numpy_step(self, canvas: np.ndarray, arm: ExactARM, coder):
+        b, pos = self.bounds.tolist(), self.pos
+
+        def step(i: int) -> None:
+            o = arm(self.contexts(canvas, b[i], b[i + 1]))
+            canvas[pos[b[i] : b[i + 1]]] = laplace.decode(coder, *laplace.snap(o))
+
+        return step
+
+    def _c_step(self, canvas: np.ndarray, arm: ExactARM, coder):
+        rows = int(np.diff(self.bounds).max(initial=1))
+        bank = laplace.window_bank()
+        table, lo, scale = (
+            np.empty((rows, bank.shape[1])),
+            np.empty(rows, np.int64),
+            np.empty(rows, np.int64),
+        )
+        coarse = self.coarse_pos if self.coarse_pos is not None else np.empty(0, np.int64)
+        stepper = _wavefront.Stepper(
+            canvas, self.pos, self.offsets, np.ascontiguousarray(coarse, np.int64),
+            self.bounds.astype(np.int64), bank, table, lo, scale, [*arm.hidden, arm.out],
+            arm.rounding is not None,
+        )  # fmt: skip
+        prepare, store, decode = stepper.prepare, stepper.store, coder.decode
+        categorical = laplace.CATEGORICAL
+
+        def step(i: int) -> None:
+            n = prepare(i)
+            k = decode(categorical, table[:n])
+            if store(k, True):  # rare: an escape; its value follows the window symbols
+                store(laplace.escaped(coder, k, scale[:n]), False)
+
+        return step
 
     def grids(self, canvas: np.ndarray) -> list[np.ndarray]:
         """The grids, finest first, read back from a canvas."""

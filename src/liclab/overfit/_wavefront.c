@@ -1,0 +1,344 @@
+/* The exact ARM of a wavefront step, in C (liclab.overfit._wavefront).
+ *
+ * One decoding step of liclab.overfit.wavefront.Wavefront.decode, less the range decoding:
+ * gather the context of every latent of the step from the canvas, run the ARM
+ * (liclab.overfit.exact.ExactARM: float64 products and sums of dyadic numbers, every one
+ * exact, so the order of the sums and FMA do not matter), snap its two outputs
+ * (liclab.overfit.laplace.snap) and copy each latent's window probabilities out of the bank;
+ * then, once the range decoder has read the window symbols, write the latents into the
+ * canvas. The Python loop keeps the range coder (constriction) and the escapes; the numpy
+ * version of the same step (liclab.overfit.wavefront) stays the reference, and the tests
+ * compare the two.
+ *
+ * The GIL is released while a step computes, so the image worker thread runs meanwhile.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_LAYERS 8
+#define MAX_WIDTH 128
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer canvas;  /* float64, written */
+    Py_buffer pos;     /* int32: canvas index of each latent, decoding order */
+    Py_buffer offsets; /* int32: context offsets (the first points at a one) */
+    Py_buffer coarse;  /* int64 (n, C): canvas indexes of the coarse context, or empty */
+    Py_buffer bounds;  /* int64: step s decodes latents bounds[s] .. bounds[s + 1] - 1 */
+    Py_buffer bank;    /* float64 (keys, cols): window probabilities */
+    Py_buffer table;   /* float64 (rows, cols): this step's window rows, written */
+    Py_buffer lo;      /* int64 (rows,): each latent's window start, written */
+    Py_buffer scale;   /* int64 (rows,): each latent's scale index, written */
+    Py_buffer layers[MAX_LAYERS]; /* float64 (m, m) hidden, then (m, 2) output */
+    int nbuf;          /* buffers held (for the destructor) */
+    int nlayers;       /* hidden layers */
+    Py_ssize_t m, k1, c, cols, keys, top, steps, start, count;
+    int rounding;
+} Stepper;
+
+static const char *BUFFER_NAMES[] = {
+    "canvas", "pos", "offsets", "coarse", "bounds", "bank", "table", "lo", "scale",
+};
+
+static void release_all(Stepper *self) {
+    Py_buffer *all[9 + MAX_LAYERS] = {
+        &self->canvas, &self->pos, &self->offsets, &self->coarse, &self->bounds,
+        &self->bank, &self->table, &self->lo, &self->scale,
+    };
+    for (int i = 0; i < MAX_LAYERS; i++) all[9 + i] = &self->layers[i];
+    for (int i = 0; i < self->nbuf; i++) PyBuffer_Release(all[i]);
+    self->nbuf = 0;
+}
+
+static void stepper_dealloc(Stepper *self) {
+    release_all(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A C-contiguous buffer of items of `size` bytes and numpy-style `kind` ('f' float, 'i'
+ * signed int), `writable` or not. */
+static int get(PyObject *obj, Py_buffer *view, Py_ssize_t size, char kind, int writable,
+               const char *name) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@') f++;
+    int ok = view->itemsize == size &&
+             (kind == 'f' ? *f == 'd' : (*f == 'l' || *f == 'q' || *f == 'i'));
+    if (!ok) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous %s%zd array", name,
+                     kind == 'f' ? "float" : "int", size * 8);
+        return -1;
+    }
+    return 0;
+}
+
+static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"canvas", "pos", "offsets", "coarse", "bounds", "bank",
+                             "table", "lo", "scale", "layers", "rounding", NULL};
+    PyObject *obj[9], *layers;
+    int rounding;
+    if (self->nbuf) release_all(self);
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOp", kwlist, &obj[0], &obj[1],
+                                     &obj[2], &obj[3], &obj[4], &obj[5], &obj[6], &obj[7],
+                                     &obj[8], &layers, &rounding))
+        return -1;
+    Py_buffer *views[9] = {&self->canvas, &self->pos,   &self->offsets,
+                           &self->coarse, &self->bounds, &self->bank,
+                           &self->table,  &self->lo,    &self->scale};
+    const Py_ssize_t sizes[9] = {8, 4, 4, 8, 8, 8, 8, 8, 8};
+    const char kinds[9] = {'f', 'i', 'i', 'i', 'i', 'f', 'f', 'i', 'i'};
+    const int writable[9] = {1, 0, 0, 0, 0, 0, 1, 1, 1};
+    for (int i = 0; i < 9; i++) {
+        if (get(obj[i], views[i], sizes[i], kinds[i], writable[i], BUFFER_NAMES[i]) < 0)
+            goto fail;
+        self->nbuf++;
+    }
+    if (!PyList_Check(layers) || PyList_GET_SIZE(layers) < 1 ||
+        PyList_GET_SIZE(layers) > MAX_LAYERS) {
+        PyErr_SetString(PyExc_ValueError, "layers: a list of 1 to 8 matrices");
+        goto fail;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(layers);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (get(PyList_GET_ITEM(layers, i), &self->layers[i], 8, 'f', 0, "layers") < 0)
+            goto fail;
+        self->nbuf++;
+    }
+    self->nlayers = (int)n - 1;
+    self->k1 = self->offsets.len / 4;
+    Py_ssize_t npos = self->pos.len / 4;
+    self->c = self->coarse.len ? self->coarse.len / 8 / (npos ? npos : 1) : 0;
+    self->m = self->k1 + self->c;
+    self->cols = self->bank.ndim == 2 ? self->bank.shape[1] : 0;
+    self->keys = self->cols ? self->bank.len / 8 / self->cols : 0;
+    self->steps = self->bounds.len / 8 - 1;
+    self->rounding = rounding;
+    int ok = self->m <= MAX_WIDTH && self->cols > 0 && self->steps >= 0 &&
+             self->table.len / 8 % self->cols == 0 &&
+             self->table.len / 8 / self->cols == self->lo.len / 8 &&
+             self->lo.len == self->scale.len &&
+             (self->c == 0 || self->c * npos * 8 == self->coarse.len);
+    for (int i = 0; ok && i <= self->nlayers; i++) {
+        Py_ssize_t out = i < self->nlayers ? self->m : 2;
+        ok = self->layers[i].len == self->m * out * 8;
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "Stepper: inconsistent shapes");
+        goto fail;
+    }
+    /* the scale index's top: keys = scales * (keys per scale); the bank has 32 per scale */
+    self->top = self->keys / 32 - 1;
+    self->start = self->count = 0;
+    return 0;
+fail:
+    release_all(self);
+    return -1;
+}
+
+/* Eight latents at a time, as columns: x (m, 8) → relu(aᵀ x) (m, 8), rounded first if asked.
+ * Each output element is one chain of m exact products and sums (any order gives the same
+ * number), four output rows per pass over x; compiled for AVX-512, AVX2 + FMA and plain
+ * x86-64 where the compiler supports choosing at run time. */
+#define LANES 8
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+
+CLONES
+static void block_layer(const double *restrict x, const double *restrict a, double *restrict h,
+                        Py_ssize_t m, Py_ssize_t out, int hidden, int rounding) {
+    Py_ssize_t j = 0;
+    for (; j + 4 <= out; j += 4) {
+        double s0[LANES] = {0}, s1[LANES] = {0}, s2[LANES] = {0}, s3[LANES] = {0};
+        for (Py_ssize_t i = 0; i < m; i++) {
+            const double *restrict xi = x + i * LANES;
+            const double w0 = a[i * out + j], w1 = a[i * out + j + 1];
+            const double w2 = a[i * out + j + 2], w3 = a[i * out + j + 3];
+            for (int b = 0; b < LANES; b++) {
+                s0[b] += xi[b] * w0;
+                s1[b] += xi[b] * w1;
+                s2[b] += xi[b] * w2;
+                s3[b] += xi[b] * w3;
+            }
+        }
+        for (int b = 0; b < LANES; b++) {
+            h[j * LANES + b] = s0[b];
+            h[(j + 1) * LANES + b] = s1[b];
+            h[(j + 2) * LANES + b] = s2[b];
+            h[(j + 3) * LANES + b] = s3[b];
+        }
+    }
+    for (; j < out; j++) {
+        double s0[LANES] = {0};
+        for (Py_ssize_t i = 0; i < m; i++) {
+            const double w0 = a[i * out + j];
+            for (int b = 0; b < LANES; b++) s0[b] += x[i * LANES + b] * w0;
+        }
+        for (int b = 0; b < LANES; b++) h[j * LANES + b] = s0[b];
+    }
+    if (hidden) {
+        for (Py_ssize_t e = 0; e < out * LANES; e++) {
+            double v = rounding ? rint(h[e]) : h[e];
+            h[e] = v > 0.0 ? v : 0.0;
+        }
+    }
+}
+
+/* prepare(step) -> n: the step's n latents' window rows, starts and scale indexes. */
+static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
+    Py_ssize_t step = PyLong_AsSsize_t(arg);
+    if (step == -1 && PyErr_Occurred()) return NULL;
+    if (step < 0 || step >= self->steps) {
+        PyErr_SetString(PyExc_IndexError, "step out of range");
+        return NULL;
+    }
+    const int64_t *bounds = self->bounds.buf;
+    Py_ssize_t start = bounds[step], count = bounds[step + 1] - start;
+    if (count > self->lo.len / 8 || start < 0 || start + count > self->pos.len / 4) {
+        PyErr_SetString(PyExc_ValueError, "step larger than the table");
+        return NULL;
+    }
+    self->start = start;
+    self->count = count;
+    const double *canvas = self->canvas.buf, *bank = self->bank.buf;
+    const int32_t *pos = (const int32_t *)self->pos.buf + start;
+    const int32_t *offsets = self->offsets.buf;
+    const int64_t *coarse = (const int64_t *)self->coarse.buf + start * self->c;
+    double *table = self->table.buf;
+    int64_t *lo = self->lo.buf, *scale = self->scale.buf;
+    const Py_ssize_t m = self->m, k1 = self->k1, c = self->c, cols = self->cols;
+    const Py_ssize_t ncanvas = self->canvas.len / 8;
+    const double top = (double)self->top;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    double x[MAX_WIDTH * LANES], h[MAX_WIDTH * LANES];
+    for (Py_ssize_t n0 = 0; n0 < count && !bad; n0 += LANES) {
+        const Py_ssize_t lanes = count - n0 < LANES ? count - n0 : LANES;
+        for (Py_ssize_t b = 0; b < LANES; b++) {
+            const Py_ssize_t n = n0 + (b < lanes ? b : 0); /* spare lanes repeat a latent */
+            for (Py_ssize_t i = 0; i < k1; i++) {
+                Py_ssize_t at = (Py_ssize_t)pos[n] + offsets[i];
+                if (at < 0 || at >= ncanvas) { bad = 1; at = 0; }
+                x[i * LANES + b] = canvas[at];
+            }
+            for (Py_ssize_t i = 0; i < c; i++) {
+                int64_t at = coarse[n * c + i];
+                if (at < 0 || at >= ncanvas) { bad = 1; at = 0; }
+                x[(k1 + i) * LANES + b] = canvas[at];
+            }
+        }
+        for (int l = 0; l < self->nlayers; l++) {
+            block_layer(x, self->layers[l].buf, h, m, m, 1, self->rounding);
+            memcpy(x, h, m * LANES * sizeof(double));
+        }
+        block_layer(x, self->layers[self->nlayers].buf, h, m, 2, 0, 0);
+        for (Py_ssize_t b = 0; b < lanes; b++) {
+            const Py_ssize_t n = n0 + b;
+            double o0 = rint(h[b]), o1 = rint(h[LANES + b]);
+            o1 = o1 < 0.0 ? 0.0 : (o1 > top ? top : o1); /* NaN fails the test below */
+            if (!(fabs(o0) < 0x1p60) || !(o1 >= 0.0)) { bad = 2; break; }
+            int64_t mq = (int64_t)o0, s = (int64_t)o1;
+            int64_t frac = mq & 31;
+            lo[n] = (mq - frac) / 32;
+            scale[n] = s;
+            memcpy(table + n * cols, bank + (s * 32 + frac) * cols, cols * sizeof(double));
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError,
+                        bad == 1 ? "context outside the canvas" : "ARM output not finite");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(count);
+}
+
+/* store(k, check) -> escaped: with check, True (nothing stored) if a window symbol is the
+ * escape (cols - 1); else the latents lo + k of the last prepared step go into the canvas. */
+static PyObject *stepper_store(Stepper *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "store(k, check)");
+        return NULL;
+    }
+    int check = PyObject_IsTrue(args[1]);
+    if (check < 0) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    const char *f = view.format ? view.format : "B";
+    if (*f == '<' || *f == '=' || *f == '@') f++;
+    int wide = view.itemsize == 8 && (*f == 'l' || *f == 'q');
+    int narrow = view.itemsize == 4 && (*f == 'i' || *f == 'l');
+    if ((!wide && !narrow) || view.len / view.itemsize != self->count) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "store: k is not the step's int32/int64 symbols");
+        return NULL;
+    }
+    const Py_ssize_t count = self->count, escape = self->cols - 1;
+    const int64_t *lo = self->lo.buf;
+    const int32_t *pos = (const int32_t *)self->pos.buf + self->start;
+    double *canvas = self->canvas.buf;
+    if (check) {
+        for (Py_ssize_t n = 0; n < count; n++) {
+            int64_t k = wide ? ((int64_t *)view.buf)[n] : ((int32_t *)view.buf)[n];
+            if (k == escape) {
+                PyBuffer_Release(&view);
+                Py_RETURN_TRUE;
+            }
+        }
+    }
+    for (Py_ssize_t n = 0; n < count; n++) {
+        int64_t k = wide ? ((int64_t *)view.buf)[n] : ((int32_t *)view.buf)[n];
+        canvas[pos[n]] = (double)(lo[n] + k);
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef stepper_methods[] = {
+    {"prepare", (PyCFunction)stepper_prepare, METH_O,
+     "prepare(step) -> n: the step's window rows (table[:n]), starts (lo[:n]) and scale "
+     "indexes (scale[:n])"},
+    {"store", (PyCFunction)(void (*)(void))stepper_store, METH_FASTCALL,
+     "store(k, check) -> escaped: write lo + k of the prepared step into the canvas (unless "
+     "check and an escape symbol is among k)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject StepperType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "liclab.overfit._wavefront.Stepper",
+    .tp_basicsize = sizeof(Stepper),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Stepper(canvas, pos, offsets, coarse, bounds, bank, table, lo, scale, layers, "
+              "rounding): the exact ARM of a wavefront's steps",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)stepper_init,
+    .tp_dealloc = (destructor)stepper_dealloc,
+    .tp_methods = stepper_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_wavefront",
+    "The exact ARM of a wavefront step in C (see liclab.overfit.wavefront).", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__wavefront(void) {
+    if (PyType_Ready(&StepperType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&StepperType);
+    if (PyModule_AddObject(m, "Stepper", (PyObject *)&StepperType) < 0) {
+        Py_DECREF(&StepperType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
