@@ -392,6 +392,38 @@ def test_exact_upsampling_equals_the_models_on_dyadic_values():
     assert (exact.upsampled(y[1:], size, None) - reference).abs().max() < 2e-3
 
 
+@pytest.mark.parametrize("preconcat", [7, 0])
+@pytest.mark.parametrize("size", [(37, 53), (64, 96), (9, 5)])
+def test_upsampling_row_by_row_reads_only_decoded_rows_and_equals_the_whole_pass(size, preconcat):
+    """The decoder's worker upsamples rows while the grids decode (rows of every grid arriving
+    in order, at their own pace): rows not decoded yet hold NaN here, so a premature read
+    would show."""
+    g = torch.Generator().manual_seed(1)
+    levels = 4
+    shapes = [(-(-size[0] // 2**i), -(-size[1] // 2**i)) for i in range(levels)]
+    y = [torch.randint(-9, 9, s, generator=g).double() for s in shapes]
+    learned = LearnedUpsampling(levels=levels, kernel_size=8, preconcat=preconcat).double()
+    kernels = [torch.round(k.detach() * 64) / 64 for k in learned.kernels]
+    filters = [torch.randint(-4, 5, (4,), generator=g) / 8 for _ in range(levels - 1)]
+    filters = filters if preconcat else None
+    whole = exact.upsampled([t[None, None] for t in y[1:]], size, kernels, filters=filters)[0]
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        grids = [torch.full(s, float("nan"), dtype=torch.float64) for s in shapes]
+        stream = exact.UpsamplingStream(grids, kernels, filters)
+        decoded = [0] * levels
+        while stream.done < size[0]:
+            for level, (h, _) in enumerate(shapes):
+                new = min(h, decoded[level] + int(rng.integers(0, 4)))
+                grids[level][decoded[level] : new] = y[level][decoded[level] : new]
+                decoded[level] = new
+            before = stream.done
+            stream.advance(decoded)
+            assert not stream.rows(0, stream.done).isnan().any()
+            assert torch.equal(stream.rows(before, stream.done), whole[:, before : stream.done])
+        assert decoded[0] <= size[0]
+
+
 @pytest.mark.parametrize(
     ("size", "levels", "kind"),
     [((37, 53), None, "coolchic"), ((37, 53), None, "c3"), ((12, 20), 1, "coolchic")],

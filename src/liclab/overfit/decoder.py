@@ -2,17 +2,19 @@
 
 ::
 
-    main thread    range decoder + exact ARM, wavefront step by step ─────────────────▶ ŷ
+    main thread    range decoder + exact ARM (in C, GIL released), wavefront step by step ──▶ ŷ
                         │ progress (steps done)
-    worker thread       └─ coarse grids done ─▶ upsampling of ŷ_1 … ŷ_{L−1}
-                           rows of ŷ_0 done ──▶ (its pre-concatenation filter, a few rows
-                                                 behind) ─▶ 1×1 layers ─▶ residual 3×3 layers
-                                                 (bands) ─▶ x̂
+    worker thread       └─ rows of ŷ_1 … ŷ_{L−1} done ─▶ their upsampling, row by row
+                           rows of ŷ_0 done ──────────▶ (its pre-concatenation filter, a few
+                                                        rows behind) ─▶ 1×1 layers ─▶ residual
+                                                        3×3 layers (bands) ─▶ x̂
 
-The wavefront finishes the coarse grids halfway and the finest grid's rows at a steady pace
-(one per k steps), so the image is reconstructed band by band on the second core while the
-latents are still being decoded: the decoder's time is about the wavefront's. Every band
-computes exactly what the whole-image pass (:meth:`Decoder.image`, the encoder's) computes.
+Every grid's wavefront completes its rows at a steady pace (one per k steps), a coarse grid's
+rows well ahead of the finer rows they upsample to, so the image is reconstructed band by
+band on the second core while the latents are still being decoded: the decoder's time is
+about the wavefront's. Every row computes exactly what the whole-image pass
+(:meth:`Decoder.image`, the encoder's) computes; C3's bilinear upsampling runs once its coarse
+grids are done.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from liclab.overfit import exact
 from liclab.overfit.wavefront import Wavefront
 
 BAND = 16  # rows of the finest grid per band of the image
+STRIDE = 128  # wavefront steps between the worker's looks at the coarse grids
 
 
 class Decoder:
@@ -128,36 +131,42 @@ class Decoder:
 
     def _bands(self, wavefront: Wavefront, canvas, progress: _Progress) -> Tensor | None:
         (h, w), levels = wavefront.shapes[0], len(wavefront.shapes)
-        if progress.wait(wavefront.finished(range(1, levels))) is None:
-            return None
-        grids = wavefront.grids(canvas)
-        coarse = [torch.from_numpy(g)[None, None] for g in grids[1:]]
-        up = exact.upsampled(coarse, (h, w), self.kernels, filters=self.filters)
-        up = up[0].permute(1, 2, 0)  # (H, W, L − 1)
+        grids = [torch.from_numpy(g) for g in wavefront.views(canvas)]
+        if self.kernels is not None and levels > 1:  # upsampled row by row as grids decode
+            stream = exact.UpsamplingStream(grids, self.kernels, self.filters)
+        else:  # bilinear (C3): once the coarse grids are decoded
+            stream = None
+            if progress.wait(wavefront.finished(range(1, levels))) is None:
+                return None
+            coarse = [g.clone()[None, None] for g in grids[1:]]
+            up = exact.upsampled(coarse, (h, w), self.kernels, filters=self.filters)[0]
         residual = len(self.synthesis.residual_layers)
         planes = [torch.empty(3, h, w, dtype=torch.float64) for _ in range(residual + 1)]
         done = [0] * (residual + 1)  # rows of each stage computed
-        r0, c0 = wavefront.top, wavefront.cols[0]
-        finest = canvas[: wavefront.cells].reshape(-1, wavefront.width)[r0 : r0 + h, c0 : c0 + w]
-        finest = torch.from_numpy(finest)
+        finest = grids[0]
         # a pre-concatenation filter reads `pad` rows below the ones it outputs
         pad = self.filters[0].numel() - 1 if self.filters else 0
+        steps = 0
         while done[-1] < h:
             wanted = wavefront.finished([0], done[0] + BAND + pad)
-            steps = progress.wait(min(wanted, wavefront.steps))
+            if stream is not None:  # the coarse grids run ahead of the finest: upsample them
+                wanted = min(wanted, steps + STRIDE)
+            steps = progress.wait(min(max(wanted, steps + 1), wavefront.steps))
             if steps is None:
                 return None
             ready = wavefront.rows_done(0, steps)
             ready = ready if ready == h else max(ready - pad, 0)
+            if stream is not None:
+                decoded = [wavefront.rows_done(level, steps) for level in range(levels)]
+                ready = min(ready, stream.advance(decoded))
             if ready > done[0]:
                 if self.filters:
                     y0 = exact.prefiltered(finest, self.filters[0], done[0], ready)
                     y0 = y0 * 2.0**-exact.UP_BITS
                 else:
                     y0 = finest[done[0] : ready]
-                rows = torch.cat(
-                    [y0.reshape(-1, 1), up[done[0] : ready].reshape(y0.numel(), levels - 1)], 1
-                )
+                rows = stream.rows(done[0], ready) if stream is not None else up[:, done[0] : ready]
+                rows = torch.cat([y0[None], rows], 0).permute(1, 2, 0).reshape(-1, levels)
                 x = self.synthesis.pointwise(rows)
                 planes[0][:, done[0] : ready] = x.t().reshape(3, ready - done[0], w)
                 done[0] = ready

@@ -228,6 +228,112 @@ def upsampled(
     return x.mul_(1 / scale)
 
 
+def _vertical_rows(x: Tensor, k: list[float], start: int, stop: int) -> Tensor:
+    """Rows ``start:stop`` of ``_upsample_axis(x, k, -2)`` for ``x`` (…, n, W), reading only
+    the rows of ``x`` they depend on (q − K/4 … q + K/4 for output rows 2q, 2q + 1): the same
+    sums of the same terms."""
+    taps, n = len(k) // 2, x.shape[-2]
+    pad = taps // 2
+    qa, qb = start // 2, (stop - 1) // 2 + 1
+    xp = x.index_select(-2, torch.arange(qa - pad, qb - pad + taps).clamp_(0, n - 1))
+    m = qb - qa
+    even = xp.narrow(-2, 0, m) * k[2 * taps - 1]
+    odd = xp.narrow(-2, 1, m) * k[2 * taps - 2]
+    for t in range(1, taps):
+        even.add_(xp.narrow(-2, t, m), alpha=k[2 * taps - 1 - 2 * t])
+        odd.add_(xp.narrow(-2, t + 1, m), alpha=k[2 * taps - 2 - 2 * t])
+    out = torch.stack([even, odd], dim=-2).reshape(*x.shape[:-2], 2 * m, x.shape[-1])
+    return out[..., start - 2 * qa : stop - 2 * qa, :]
+
+
+class UpsamplingStream:
+    """:func:`upsampled` (learned kernels) row by row, as the grids are decoded: the decoder's
+    image worker computes the upsampled rows it needs while the wavefront still decodes the
+    rows below. Every level keeps its horizontally upsampled rows and its output rows (the
+    concatenation the next finer level upsamples); a row is computed once all the rows it
+    reads exist, with the same operations as the whole-image pass, so the values are the
+    same (the test suite checks it).
+
+    Args:
+        grids: the L grids (h_l, w_l) float64, finest first, views that fill as decoding
+            goes on (the finest one is not read).
+        kernels: the learned upsampling's kernels (one per coarse level).
+        filters: its pre-concatenation filters (None: none).
+    """
+
+    def __init__(self, grids: list[Tensor], kernels: list[Tensor], filters=None):
+        self.grids, self.filters = grids, filters
+        self.kernels = [torch.cat([half, half.flip(0)]).tolist() for half in kernels]
+        levels = len(grids)
+        shapes = [tuple(g.shape) for g in grids]
+        self.shapes = shapes
+        # x[l]: level l's output in units of 2^−UP_BITS, channels: grid l (filtered), then the
+        # upsampled coarser levels (level 0: only those); across[l]: level l + 1's output
+        # upsampled horizontally (width 2·w_{l+1})
+        self.x = [
+            torch.empty(levels - l - (1 if l == 0 else 0), h, w, dtype=torch.float64)
+            for l, (h, w) in enumerate(shapes)
+        ]
+        self.across = [
+            torch.empty(levels - l - 1, shapes[l + 1][0], 2 * shapes[l + 1][1], dtype=torch.float64)
+            for l in range(levels - 1)
+        ]
+        self.x_done = [0] * levels
+        self.across_done = [0] * (levels - 1)
+
+    @property
+    def done(self) -> int:
+        """Rows of the full-resolution output (:meth:`rows`) computed."""
+        return self.x_done[0]
+
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Output rows ``start:stop`` (L − 1, rows, W), as values (what :func:`upsampled`
+        returns)."""
+        return self.x[0][:, start:stop] * (1 / 2.0**UP_BITS)
+
+    def advance(self, decoded: list[int]) -> int:
+        """Compute every row that the grids' decoded rows (``decoded[l]`` of grid l) allow;
+        returns :attr:`done`."""
+        scale = 2.0**UP_BITS
+        levels = len(self.grids)
+        for level in range(levels - 1, -1, -1):
+            h, w = self.shapes[level]
+            a = self.x_done[level]
+            if level == levels - 1:  # the coarsest grid, as it is
+                b = decoded[level]
+                self.x[level][0, a:b] = self.grids[level][a:b] * scale
+                self.x_done[level] = b
+                continue
+            # level + 1's new rows, upsampled horizontally
+            c, d = self.across_done[level], self.x_done[level + 1]
+            if d > c:
+                k = self.kernels[level]
+                self.across[level][:, c:d] = _upsample_axis(
+                    self.x[level + 1][:, c:d], k, -1
+                ).round_()
+                self.across_done[level] = d
+            n = self.shapes[level + 1][0]
+            b = h if d == n else max(min(2 * d - 4, h), 0)  # row r reads rows ≤ r//2 + 2
+            if level:  # the grid itself (filtered: rows ≤ r + radius)
+                p = self.filters[level].numel() - 1 if self.filters else 0
+                b = min(b, h if decoded[level] == h else max(decoded[level] - p, 0))
+            if b <= a:
+                continue
+            up = _vertical_rows(self.across[level], self.kernels[level], a, b)[..., :w].round_()
+            if level:
+                fine = self.grids[level][None]
+                if self.filters:
+                    fine = prefiltered(fine, self.filters[level], a, b)
+                else:
+                    fine = fine[:, a:b] * scale
+                self.x[level][:1, a:b] = fine
+                self.x[level][1:, a:b] = up
+            else:
+                self.x[level][:, a:b] = up
+            self.x_done[level] = b
+        return self.done
+
+
 def _interpolate_axis(x: Tensor, size: int, dim: int) -> Tensor:
     """Linear interpolation with half-pixel centres (``align_corners=False``) along ``dim``."""
     n = x.shape[dim]

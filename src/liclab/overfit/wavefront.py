@@ -14,8 +14,9 @@ Each step gathers its latents' contexts from one zero-margined canvas holding ev
 the exact ARM (:class:`liclab.overfit.exact.ExactARM`) on them, and range-codes them as one
 batch (:mod:`liclab.overfit.laplace`). The decoder's steps run the ARM in C
 (``_wavefront.c``: eight latents at a time, vectorised, the GIL released so that the image
-worker runs meanwhile); numpy computes the same numbers where the extension is not built. The encoder computes every latent's
-parameters in one pass (they are the same numbers) and codes them in the decoder's order.
+worker runs meanwhile); numpy computes the same numbers where the extension is not built.
+The encoder computes every latent's parameters in one pass (they are the same numbers) and
+codes them in the decoder's order.
 """
 
 from __future__ import annotations
@@ -212,9 +213,14 @@ class Wavefront:
         return step
 
     def grids(self, canvas: np.ndarray) -> list[np.ndarray]:
-        """The grids, finest first, read back from a canvas."""
-        out = []
-        for level, (h, w) in enumerate(self.shapes):
-            r0, c0 = self.top, self.cols[level]
-            out.append(canvas.reshape(-1, self.width)[r0 : r0 + h, c0 : c0 + w].copy())
-        return out
+        """The grids, finest first, read back from a canvas (copies)."""
+        return [view.copy() for view in self.views(canvas)]
+
+    def views(self, canvas: np.ndarray) -> list[np.ndarray]:
+        """The grids, finest first, as views into a canvas (they fill as it is decoded)."""
+        rows = canvas[: self.cells].reshape(-1, self.width)
+        r0 = self.top
+        return [
+            rows[r0 : r0 + h, c0 : c0 + w]
+            for (h, w), c0 in zip(self.shapes, self.cols.tolist(), strict=True)
+        ]
