@@ -7,6 +7,8 @@ beside it), then decode the file ``--repeats`` times and print
 - wall seconds (minimum), and CPU seconds of the wavefront (latents; main thread) and of the
   image worker (upsampling and synthesis; second thread), minima: on a busy machine the
   wall clock measures the other jobs, the per-thread CPU times do not;
+- with ``--numpy-steps``, the same decodes with the wavefront's numpy steps in place of the
+  C extension's, alternating with them, and the ratio of the two minima;
 - bytes per part against the ideal code lengths (and the loss's estimate of the latents),
   and the seconds of the network quantisation search.
 
@@ -31,6 +33,7 @@ from PIL import Image
 
 from liclab.codecs.overfit import OverfitCodec
 from liclab.overfit import coding
+from liclab.overfit import wavefront as wavefront_module
 from liclab.overfit.decoder import Decoder
 from liclab.overfit.encode import Fit
 from liclab.overfit.wavefront import Wavefront
@@ -91,6 +94,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--out", default="outputs/bench_overfit_decode")
+    p.add_argument(
+        "--numpy-steps",
+        action="store_true",
+        help="also decode with the wavefront's numpy steps (no C extension), alternating",
+    )
     return p
 
 
@@ -110,21 +118,37 @@ def main() -> None:
             lic.write_bytes(data)
             lic.with_suffix(".json").write_text(json.dumps(details, indent=1))
             decoded = coding.decode(data, lic.name)  # warm: tables, first-call allocations
-            walls, mains, workers = [], [], []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                coding.decode(data, lic.name)
-                walls.append(time.perf_counter() - start)
-                mains.append(clock.main)
-                workers.append(clock.worker)
+            steps = {"C": wavefront_module._wavefront}
+            if args.numpy_steps and steps["C"] is not None:
+                steps["numpy"] = None
+            walls, mains, workers = ({k: [] for k in steps} for _ in range(3))
+            for _ in range(args.repeats):  # the two kinds of step alternate
+                for kind, module in steps.items():
+                    wavefront_module._wavefront = module
+                    start = time.perf_counter()
+                    again = coding.decode(data, lic.name)
+                    walls[kind].append(time.perf_counter() - start)
+                    mains[kind].append(clock.main)
+                    workers[kind].append(clock.worker)
+                    assert np.array_equal(again, decoded)
+            wavefront_module._wavefront = steps["C"]
             h, w = image.shape[:2]
             psnr = 10 * np.log10(255**2 / np.mean((decoded.astype(float) - image) ** 2))
+            kind = "C" if steps["C"] is not None else "numpy (no C extension)"
             print(
                 f"{preset} {name} ({args.iterations} it): {len(data)} B, "
                 f"{8 * len(data) / (h * w):.4f} bpp, {psnr:.2f} dB; decode wall "
-                f"{min(walls):.3f} s, CPU wavefront {min(mains):.3f} s + image worker "
-                f"{min(workers):.3f} s; quantisation search {details['quantize_s']:.1f} s"
+                f"{min(walls['C']):.3f} s, CPU wavefront {min(mains['C']):.3f} s + image worker "
+                f"{min(workers['C']):.3f} s ({kind} steps); quantisation search "
+                f"{details['quantize_s']:.1f} s"
             )
+            if "numpy" in steps:
+                ratio = min(walls["numpy"]) / min(walls["C"])
+                print(
+                    f"  numpy steps, alternating with those: wall {min(walls['numpy']):.3f} s, "
+                    f"CPU wavefront {min(mains['numpy']):.3f} s + image worker "
+                    f"{min(workers['numpy']):.3f} s; the C steps {ratio:.2f}x faster"
+                )
             parts = [k[6:] for k in details if k.startswith("bytes_")]
             for part in parts:
                 est = details.get(f"est_bits_{part}")
