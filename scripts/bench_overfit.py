@@ -8,7 +8,9 @@ soft-round∘Gaussian-noise∘soft-round, loss MSE + λ·bpp, backward, gradient
 
 Other processes share the machine: the presets alternate, round after round, and each one's
 minimum (and median) over all its timed iterations is reported. ``--compile`` adds each
-preset under ``torch.compile`` (its compilation time is printed, not counted).
+preset under ``torch.compile`` (its compilation time is printed, not counted);
+``--recompute`` adds each preset with its MLPs' activations recomputed in the backward pass,
+as before they were kept (:data:`liclab.overfit.mlp.KEEP_BYTES`).
 
     python scripts/bench_overfit.py --threads 2 --rounds 3 --iterations 5 --compile
 """
@@ -69,6 +71,12 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=5, help="timed per preset and round")
     parser.add_argument("--compile", action="store_true", help="also each preset compiled")
+    parser.add_argument(
+        "--recompute",
+        action="store_true",
+        help="also each preset with the MLPs' activations recomputed in the backward pass "
+        "instead of kept (liclab.overfit.mlp.KEEP_BYTES = 0)",
+    )
     return parser
 
 
@@ -77,21 +85,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     x, name = load_image()
     print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    from liclab.overfit import mlp
+
+    keep = mlp.KEEP_BYTES
     runs = {}
     for preset in args.presets:
         for compiled in (False, True) if args.compile else (False,):
-            model, step, first = make(preset, x, compiled)
-            label = preset + (" compiled" if compiled else "")
-            runs[label] = (model, step, [])
-            print(f"{label}: first 2 iterations {first:.1f} s")
+            for recompute in (False, True) if args.recompute else (False,):
+                mlp.KEEP_BYTES = 0 if recompute else keep
+                model, step, first = make(preset, x, compiled)
+                label = preset + (" compiled" if compiled else "")
+                label += " recomputed" if recompute else ""
+                runs[label] = (model, step, [], 0 if recompute else keep)
+                print(f"{label}: first 2 iterations {first:.1f} s")
     for _ in range(args.rounds):
-        for _model, step, times in runs.values():
+        for _model, step, times, keep_bytes in runs.values():
+            mlp.KEEP_BYTES = keep_bytes
             for _ in range(args.iterations):
                 start = time.perf_counter()
                 step()
                 times.append(time.perf_counter() - start)
     print(f"\n{'preset':<24} {'MAC/pixel':>9} {'params':>7} {'s/it min':>9} {'median':>7}")
-    for label, (model, _, times) in runs.items():
+    for label, (model, _, times, _) in runs.items():
         macs, params = model.macs_per_pixel()["total"], sum(model.num_parameters().values())
         print(
             f"{label:<24} {macs:>9.0f} {params:>7} {min(times):>9.3f} "

@@ -287,10 +287,14 @@ def test_bilinear_upsampling_is_interpolation_to_full_size():
     assert torch.equal(out[:, 2:3], ref)
 
 
-def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(monkeypatch):
+@pytest.mark.parametrize("keep", [True, False])
+def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(monkeypatch, keep):
+    """With the activations kept for the backward pass, and recomputed there (past
+    KEEP_BYTES)."""
     from liclab.overfit import mlp
 
     monkeypatch.setattr(mlp, "CHUNK", 4)  # several chunks and a ragged last one
+    monkeypatch.setattr(mlp, "KEEP_BYTES", 2**20 if keep else 0)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(11, 5, generator=g, dtype=torch.float64, requires_grad=True)
     shapes = [(5, 5), (3, 5), (2, 3)]
@@ -312,3 +316,10 @@ def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(monk
     assert torch.autograd.gradcheck(
         lambda x, *p: mlp.pointwise_mlp(x, p[:3], p[3:], residual, relu), (x, *weights, *biases)
     )
+    with torch.no_grad():  # nothing kept where no gradient will come
+        assert torch.equal(mlp.pointwise_mlp(x, weights, biases, residual, relu), out.detach())
+    calls = []
+    forward_chunk = mlp._forward_chunk
+    monkeypatch.setattr(mlp, "_forward_chunk", lambda *a: calls.append(1) or forward_chunk(*a))
+    mlp.pointwise_mlp(x, weights, biases, residual, relu).sum().backward()
+    assert len(calls) == (3 if keep else 6)  # 3 chunks forward, again backward if not kept

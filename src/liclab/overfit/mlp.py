@@ -4,8 +4,9 @@ The ARM and the synthesis apply small MLPs (widths 2–48) to every latent or pi
 hundred thousand rows, so each intermediate (N × width) is tens of MB and an eager PyTorch
 layer streams it through memory several times (matrix product, bias, residual, ReLU, and as
 much again backwards). Here every chunk of rows runs through all the layers while it sits in
-the CPU's cache, and the backward pass recomputes a chunk's activations instead of storing
-them: the same arithmetic as the layer-by-layer network (equal up to float rounding).
+the CPU's cache; the chunks' activations are kept for the backward pass (up to
+:data:`KEEP_BYTES`; beyond, the backward pass recomputes them chunk by chunk): the same
+arithmetic as the layer-by-layer network (equal up to float rounding).
 
 Rows, not columns: the weight gradient is then Gᵀ·A over the chunk, a product BLAS runs ~3×
 faster than G·Aᵀ on column-major chunks; and a channels-last image is already (pixels × C).
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 CHUNK = 4096  # rows per chunk: a 48-wide float32 activation of it is 0.75 MB
+KEEP_BYTES = 2**30  # activations kept for the backward pass, at most (a Kodak image: ~0.2 GB)
 
 
 def pointwise_mlp(
@@ -56,8 +58,15 @@ class _PointwiseMLP(torch.autograd.Function):
         weights, biases = params[:n], params[n:]
         weights_t = [w.t().contiguous() for w in weights]
         out = x.new_empty(x.shape[0], weights[-1].shape[0])
+        widths = x.shape[1] + sum(w.shape[0] for w in weights)
+        keep = x.shape[0] * widths * x.element_size() <= KEEP_BYTES and any(ctx.needs_input_grad)
+        kept = []
         for j in range(0, x.shape[0], CHUNK):
-            out[j : j + CHUNK] = _forward_chunk(x[j : j + CHUNK], weights_t, biases, flags)[-1]
+            acts = _forward_chunk(x[j : j + CHUNK], weights_t, biases, flags)
+            out[j : j + CHUNK] = acts[-1]
+            if keep:
+                kept.append(acts)
+        ctx.kept = kept  # recomputed in the backward pass where empty
         ctx.save_for_backward(x, *params)
         ctx.flags, ctx.n = flags, n
         return out
@@ -72,7 +81,10 @@ class _PointwiseMLP(torch.autograd.Function):
         grad_b = [torch.zeros_like(b) for b in biases]
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         for j in range(0, x.shape[0], CHUNK):
-            acts = _forward_chunk(x[j : j + CHUNK], weights_t, biases, flags)
+            if ctx.kept:
+                acts = ctx.kept[j // CHUNK]
+            else:
+                acts = _forward_chunk(x[j : j + CHUNK], weights_t, biases, flags)
             g = grad_out[j : j + CHUNK]
             for i in range(n - 1, -1, -1):
                 if flags[1][i]:  # the ReLU's gradient mask, in one fused pass
@@ -87,4 +99,5 @@ class _PointwiseMLP(torch.autograd.Function):
                 g = g_in
             if grad_x is not None:
                 grad_x[j : j + CHUNK] = g
+        ctx.kept = []
         return grad_x, None, None, *grad_w, *grad_b
