@@ -524,7 +524,7 @@ def test_a_schedule_scales_to_a_budget_keeping_its_proportions():
     half = schedule.scaled(1000)
     assert half.iterations == 1000
     assert (half.warmup.phase.iterations, half.main.iterations, half.final.iterations) == (
-        25, 575, 250,
+        25, 775, 50,
     )  # fmt: skip
     assert schedule.scaled(3).main.iterations >= 1 and schedule.scaled(3).final.iterations >= 1
 
