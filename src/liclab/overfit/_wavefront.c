@@ -38,6 +38,7 @@ typedef struct {
     int nlayers;       /* hidden layers */
     Py_ssize_t m, k1, c, cols, keys, top, steps, start, count;
     int rounding;
+    int mu_bits; /* the mean's grid 2^-mu_bits: keys are scale · 2^mu_bits + offset */
 } Stepper;
 
 static const char *BUFFER_NAMES[] = {
@@ -80,14 +81,18 @@ static int get(PyObject *obj, Py_buffer *view, Py_ssize_t size, char kind, int w
 
 static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"canvas", "pos", "offsets", "coarse", "bounds", "bank",
-                             "table", "lo", "scale", "layers", "rounding", NULL};
+                             "table", "lo", "scale", "layers", "rounding", "mu_bits", NULL};
     PyObject *obj[9], *layers;
-    int rounding;
+    int rounding, mu_bits;
     if (self->nbuf) release_all(self);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOp", kwlist, &obj[0], &obj[1],
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOpi", kwlist, &obj[0], &obj[1],
                                      &obj[2], &obj[3], &obj[4], &obj[5], &obj[6], &obj[7],
-                                     &obj[8], &layers, &rounding))
+                                     &obj[8], &layers, &rounding, &mu_bits))
         return -1;
+    if (mu_bits < 0 || mu_bits > 16) {
+        PyErr_SetString(PyExc_ValueError, "mu_bits: 0 to 16");
+        return -1;
+    }
     Py_buffer *views[9] = {&self->canvas, &self->pos,   &self->offsets,
                            &self->coarse, &self->bounds, &self->bank,
                            &self->table,  &self->lo,    &self->scale};
@@ -119,6 +124,7 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
     self->keys = self->cols ? self->bank.len / 8 / self->cols : 0;
     self->steps = self->bounds.len / 8 - 1;
     self->rounding = rounding;
+    self->mu_bits = mu_bits;
     int ok = self->m <= MAX_WIDTH && self->cols > 0 && self->steps >= 0 &&
              self->table.len / 8 % self->cols == 0 &&
              self->table.len / 8 / self->cols == self->lo.len / 8 &&
@@ -132,8 +138,8 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "Stepper: inconsistent shapes");
         goto fail;
     }
-    /* the scale index's top: keys = scales * (keys per scale); the bank has 32 per scale */
-    self->top = self->keys / 32 - 1;
+    /* the scale index's top: keys = scales · 2^mu_bits */
+    self->top = (self->keys >> mu_bits) - 1;
     self->start = self->count = 0;
     return 0;
 fail:
@@ -217,6 +223,7 @@ static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
     const Py_ssize_t m = self->m, k1 = self->k1, c = self->c, cols = self->cols;
     const Py_ssize_t ncanvas = self->canvas.len / 8;
     const double top = (double)self->top;
+    const int mu_bits = self->mu_bits;
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
     double x[MAX_WIDTH * LANES], h[MAX_WIDTH * LANES];
@@ -246,10 +253,10 @@ static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
             o1 = o1 < 0.0 ? 0.0 : (o1 > top ? top : o1); /* NaN fails the test below */
             if (!(fabs(o0) < 0x1p60) || !(o1 >= 0.0)) { bad = 2; break; }
             int64_t mq = (int64_t)o0, s = (int64_t)o1;
-            int64_t frac = mq & 31;
-            lo[n] = (mq - frac) / 32;
+            int64_t frac = mq & ((1 << mu_bits) - 1);
+            lo[n] = (mq - frac) / ((int64_t)1 << mu_bits); /* exact: a multiple */
             scale[n] = s;
-            memcpy(table + n * cols, bank + (s * 32 + frac) * cols, cols * sizeof(double));
+            memcpy(table + n * cols, bank + ((s << mu_bits) + frac) * cols, cols * sizeof(double));
         }
     }
     Py_END_ALLOW_THREADS
@@ -318,7 +325,7 @@ static PyTypeObject StepperType = {
     .tp_basicsize = sizeof(Stepper),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Stepper(canvas, pos, offsets, coarse, bounds, bank, table, lo, scale, layers, "
-              "rounding): the exact ARM of a wavefront's steps",
+              "rounding, mu_bits): the exact ARM of a wavefront's steps",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)stepper_init,
     .tp_dealloc = (destructor)stepper_dealloc,

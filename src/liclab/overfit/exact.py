@@ -150,12 +150,20 @@ def _upsample_axis(x: Tensor, k: list[float], dim: int) -> Tensor:
     pad = taps // 2
     sides = (pad, pad + 1, 0, 0) if dim == -1 else (0, 0, pad, pad + 1)
     xp = F.pad(x, sides, mode="replicate")  # xp[i] = x[clamp(i − pad)]
+    return _phases(xp, k, n, dim)
+
+
+def _phases(xp: Tensor, k: list[float], n: int, dim: int) -> Tensor:
+    """The 2n interleaved outputs ``out[2q] = Σ_t xp[q + t]·k[K−1−2t]`` and
+    ``out[2q+1] = Σ_t xp[q + 1 + t]·k[K−2−2t]`` (t < K/2) along ``dim`` of the edge-padded
+    input ``xp``."""
+    taps = len(k) // 2
     even = xp.narrow(dim, 0, n) * k[2 * taps - 1]
     odd = xp.narrow(dim, 1, n) * k[2 * taps - 2]
     for t in range(1, taps):
         even.add_(xp.narrow(dim, t, n), alpha=k[2 * taps - 1 - 2 * t])
         odd.add_(xp.narrow(dim, t + 1, n), alpha=k[2 * taps - 2 - 2 * t])
-    shape = list(x.shape)
+    shape = list(xp.shape)
     shape[dim] = 2 * n
     return torch.stack([even, odd], dim=dim).reshape(shape)  # interleaved
 
@@ -233,17 +241,9 @@ def _vertical_rows(x: Tensor, k: list[float], start: int, stop: int) -> Tensor:
     the rows of ``x`` they depend on (q − K/4 … q + K/4 for output rows 2q, 2q + 1): the same
     sums of the same terms."""
     taps, n = len(k) // 2, x.shape[-2]
-    pad = taps // 2
     qa, qb = start // 2, (stop - 1) // 2 + 1
-    xp = x.index_select(-2, torch.arange(qa - pad, qb - pad + taps).clamp_(0, n - 1))
-    m = qb - qa
-    even = xp.narrow(-2, 0, m) * k[2 * taps - 1]
-    odd = xp.narrow(-2, 1, m) * k[2 * taps - 2]
-    for t in range(1, taps):
-        even.add_(xp.narrow(-2, t, m), alpha=k[2 * taps - 1 - 2 * t])
-        odd.add_(xp.narrow(-2, t + 1, m), alpha=k[2 * taps - 2 - 2 * t])
-    out = torch.stack([even, odd], dim=-2).reshape(*x.shape[:-2], 2 * m, x.shape[-1])
-    return out[..., start - 2 * qa : stop - 2 * qa, :]
+    xp = x.index_select(-2, torch.arange(qa - taps // 2, qb - taps // 2 + taps).clamp_(0, n - 1))
+    return _phases(xp, k, qb - qa, -2)[..., start - 2 * qa : stop - 2 * qa, :]
 
 
 class UpsamplingStream:

@@ -169,8 +169,8 @@ class Wavefront:
         coder = laplace.new_decoder(data)
         canvas = self.canvas() if canvas is None else canvas
         report = progress or (lambda steps: None)
-        step = self._c_step(canvas, arm, coder) if _wavefront is not None else None
-        step = step or self._numpy_step(canvas, arm, coder)
+        make = self._c_step if _wavefront is not None else self._numpy_step
+        step = make(canvas, arm, coder)
         for i in range(self.steps):
             step(i)
             if i % REPORT == REPORT - 1:
@@ -187,7 +187,10 @@ class Wavefront:
 
         return step
 
-    def _c_step(self, canvas: np.ndarray, arm: ExactARM, coder):
+    def c_stepper(self, canvas: np.ndarray, arm: ExactARM):
+        """(stepper, table, lo, scale): the C extension's steps over ``canvas``;
+        ``stepper.prepare(i)`` returns step i's n latents and fills ``table[:n]`` (window
+        probabilities), ``lo[:n]`` (window starts) and ``scale[:n]`` (scale indexes)."""
         rows = int(np.diff(self.bounds).max(initial=1))
         bank = laplace.window_bank()
         table, lo, scale = (
@@ -199,8 +202,12 @@ class Wavefront:
         stepper = _wavefront.Stepper(
             canvas, self.pos, self.offsets, np.ascontiguousarray(coarse, np.int64),
             self.bounds.astype(np.int64), bank, table, lo, scale, [*arm.hidden, arm.out],
-            arm.rounding is not None,
+            arm.rounding is not None, laplace.MU_BITS,
         )  # fmt: skip
+        return stepper, table, lo, scale
+
+    def _c_step(self, canvas: np.ndarray, arm: ExactARM, coder):
+        stepper, table, _, scale = self.c_stepper(canvas, arm)
         prepare, store, decode = stepper.prepare, stepper.store, coder.decode
         categorical = laplace.CATEGORICAL
 
