@@ -88,7 +88,12 @@ class ThreadClock:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--images", nargs="+", default=["kodim01"])
-    p.add_argument("--presets", nargs="+", default=["coolchic_hop", "coolchic_lop", "c3"])
+    p.add_argument(
+        "--presets",
+        nargs="+",
+        default=["coolchic_hop", "coolchic_lop", "c3"],
+        help="preset names (eval/overfit/model/) or model YAML paths",
+    )
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--lmbda", type=float, default=1e-3)
     p.add_argument("--repeats", type=int, default=5)
@@ -112,7 +117,7 @@ def main() -> None:
     for name in args.images:
         image = np.asarray(Image.open(root / f"{name}.png").convert("RGB"))
         for preset in args.presets:
-            stem = out / f"{preset}-{name}-{args.iterations}"
+            stem = out / f"{Path(preset).stem}-{name}-{args.iterations}"  # a name or a YAML
             data, details = encode(preset, image, args.iterations, args.lmbda, stem)
             lic = stem.with_suffix(".lic")
             lic.write_bytes(data)
