@@ -206,6 +206,24 @@ def test_coolchic_synthesis_init_starts_from_a_black_image_with_no_dead_unit():
         Synthesis(7, init="xavier")
 
 
+@pytest.mark.parametrize("clamp", ["eval", "always"])
+def test_training_clamp_bounds_the_output_and_stops_gradients_only_where_it_saturates(clamp):
+    model = tiny(clamp=clamp).train()
+    with torch.no_grad():  # a bias that pushes the red channel far above 1
+        model.synthesis.pointwise[-1].bias.copy_(torch.tensor([5.0, 0.5, -5.0]))
+    x_hat = model(SoftRound())["x_hat"]
+    x_hat.sum().backward()
+    bias_grad = model.synthesis.pointwise[-1].bias.grad
+    if clamp == "always":
+        assert x_hat.min() >= 0 and x_hat.max() <= 1
+        assert bias_grad[0] == 0 and bias_grad[2] == 0 and bias_grad[1] > 0
+    else:
+        assert x_hat.max() > 1 and x_hat.min() < 0 and (bias_grad != 0).all()
+    assert model.eval()()["x_hat"].max() <= 1  # the decoder's output is clamped either way
+    with pytest.raises(ValueError, match="clamp"):
+        tiny(clamp="train")
+
+
 def test_levels_follow_the_image_size():
     assert num_levels(512, 768) == 7  # Kodak, as Cool-chic and C3
     assert num_levels(1080, 1920) == 8
@@ -323,3 +341,44 @@ def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(monk
     monkeypatch.setattr(mlp, "_forward_chunk", lambda *a: calls.append(1) or forward_chunk(*a))
     mlp.pointwise_mlp(x, weights, biases, residual, relu).sum().backward()
     assert len(calls) == (3 if keep else 6)  # 3 chunks forward, again backward if not kept
+
+
+def test_whole_model_gradients_match_finite_differences():
+    """The custom backward passes (the ARM's context gather, its chunked MLP, the
+    pre-concatenation filters) composed in the model: autograd against central differences
+    of the rate-distortion loss, in float64, on coordinates of every parameter tensor."""
+    torch.manual_seed(0)
+    h, w = 20, 28
+    model = CoolChic(
+        (h, w),
+        ARM(context=16, hidden_layers=2),
+        functools.partial(LearnedUpsampling, kernel_size=8, preconcat=7),
+        functools.partial(Synthesis, hidden=[12], residual_layers=2, init="coolchic"),
+        levels=4,
+    ).double()
+    with torch.no_grad():  # away from the initial zeros, which hide mistakes
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        for grid in model.latents.grids:
+            grid.copy_(torch.randn_like(grid) * 0.3)
+    target = torch.rand(1, 3, h, w, dtype=torch.float64)
+    names = [n for n, _ in model.named_parameters()]
+
+    def loss(params):
+        state = dict(zip(names, params, strict=True))
+        out = torch.func.functional_call(model, state, (lambda y, _: (y, y),))
+        bits = sum(-torch.log2(lk).sum() for lk in out["likelihoods"].values())
+        return ((out["x_hat"] - target) ** 2).mean() + 1e-3 * bits / (h * w)
+
+    params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    grads = torch.autograd.grad(loss(params), params)
+    g = torch.Generator().manual_seed(1)
+    eps = 1e-6
+    for k, (p, grad) in enumerate(zip(params, grads, strict=True)):
+        for i in torch.randperm(p.numel(), generator=g)[:4].tolist():
+            shifted = [q.detach().clone() for q in params]
+            shifted[k].view(-1)[i] += eps
+            up = loss(shifted)
+            shifted[k].view(-1)[i] -= 2 * eps
+            numeric = (up - loss(shifted)) / (2 * eps)
+            assert torch.isclose(grad.reshape(-1)[i], numeric, rtol=1e-5, atol=1e-9), names[k]

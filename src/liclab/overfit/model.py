@@ -37,6 +37,9 @@ class CoolChic(nn.Module):
             (:class:`~liclab.overfit.synthesis.Synthesis`; a partial in configs).
         gain: the latents' gain before rounding, one or one per grid.
         levels: L; None derives it from the size (:func:`liclab.overfit.latents.num_levels`).
+        clamp: ``"always"``: x̂ clamped to [0, 1] in training too, as Cool-chic does (the
+            loss then ignores overshoot that the decoder's clamp removes anyway, at the cost
+            of no gradient through saturated pixels); ``"eval"``: in eval mode only.
     """
 
     def __init__(
@@ -47,8 +50,12 @@ class CoolChic(nn.Module):
         synthesis: Callable[..., nn.Module],
         gain: float | Sequence[float] = 16.0,
         levels: int | None = None,
+        clamp: str = "eval",
     ):
         super().__init__()
+        if clamp not in ("always", "eval"):
+            raise ValueError(f"clamp must be 'always' or 'eval', not {clamp!r}")
+        self.clamp = clamp
         self.latents = LatentPyramid(size, levels, gain)
         self.arm = arm
         self.upsampling = upsampling(levels=self.latents.levels)
@@ -61,7 +68,7 @@ class CoolChic(nn.Module):
     def forward(self, quantizer: Quantizer | None = None) -> dict[str, Any]:
         """``{"x_hat": (1, 3, H, W), "likelihoods": {"y0": …, "y1": …}, "y_hat": [ŷ_l]}``
         under ``quantizer`` (rounding if None or in eval mode). x̂ is clamped to [0, 1] in
-        eval mode only (clamping would stop the gradient of saturated pixels)."""
+        eval mode, and in training with ``clamp="always"``."""
         y_rate, y_hat = self.latents(quantizer or _ROUND)
         likelihoods, x_hat = self.rate_and_decode(y_rate, y_hat)
         return {"x_hat": x_hat, "likelihoods": likelihoods, "y_hat": y_hat}
@@ -83,9 +90,10 @@ class CoolChic(nn.Module):
         return self.arm(y_hat)
 
     def decode(self, y_hat: list[Tensor]) -> Tensor:
-        """x̂ from the (rounded) latents: upsampling, then synthesis; clamped in eval mode."""
+        """x̂ from the (rounded) latents: upsampling, then synthesis; clamped to [0, 1] in
+        eval mode (and in training with ``clamp="always"``)."""
         x_hat = self.synthesis(self.upsampling(y_hat))
-        return x_hat if self.training else x_hat.clamp(0, 1)
+        return x_hat if self.training and self.clamp == "eval" else x_hat.clamp(0, 1)
 
     def rounded_latents(self) -> list[Tensor]:
         """What a bitstream carries: round(gain·y_l) per grid (integers as float32)."""
