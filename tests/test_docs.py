@@ -27,7 +27,14 @@ from conftest import smooth_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "results").glob("*/README.md"))]
-TOOLS = ("liclab-", "python -m liclab", "python scripts/", "python -c", "pip install")
+TOOLS = (
+    "liclab-",
+    "python -m liclab",
+    "python scripts/",
+    "python results/",
+    "python -c",
+    "pip install",
+)
 SKIPPED = ("python -m pytest", "pip install")  # CI runs these itself
 # Tiny sizes appended to every training command that is run.
 TINY_TRAIN = [
@@ -194,11 +201,16 @@ def test_documented_command(where, command, world, tmp_path, monkeypatch, random
     elif program == "python" and args[0] == "-m":
         module = importlib.import_module(args[1])
         module.parser().parse_args(args[2:])
-    elif program == "python" and args[0].startswith("scripts/"):
+    elif program == "python" and args[0].startswith(("scripts/", "results/")):
         spec = importlib.util.spec_from_file_location("script", ROOT / args[0])
         script = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(script)
-        script.parser().parse_args(args[1:])
+        if getattr(script, "EVAL_WRAPPER", False):  # liclab-eval's arguments: composed
+            overrides, _ = _overrides(args[1:])
+            cfg = configs.compose("eval", "eval", [*overrides, "hydra.run.dir=."])
+            OmegaConf.to_container(cfg, resolve=True)
+        else:
+            script.parser().parse_args(args[1:])
     elif program == "python" and args[0] == "-c":
         _check_snippet(args[1])
     else:

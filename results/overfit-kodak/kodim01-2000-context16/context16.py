@@ -17,10 +17,18 @@ import sys
 import liclab.overfit.arm as arm
 import liclab.overfit.wavefront as wavefront
 
-order = list(arm.CONTEXT_ORDER)
-i, j = order.index((-3, -1)), order.index((-1, -3))
-order[i], order[j] = order[j], order[i]
-arm.CONTEXT_ORDER = wavefront.CONTEXT_ORDER = tuple(order)
+EVAL_WRAPPER = True  # its arguments are liclab-eval's (the documentation tests compose them)
+
+
+def swap_context() -> None:
+    order = list(arm.CONTEXT_ORDER)
+    i, j = order.index((-3, -1)), order.index((-1, -3))
+    order[i], order[j] = order[j], order[i]
+    arm.CONTEXT_ORDER = wavefront.CONTEXT_ORDER = tuple(order)
+
+
+if __name__ in ("__main__", "__mp_main__"):  # this process and the evaluator's workers
+    swap_context()
 
 if __name__ == "__main__":
     os.environ["LIC_CACHE"] = os.path.join(".cache", "liclab-context16")
