@@ -209,7 +209,7 @@ def test_coolchic_synthesis_init_starts_from_a_black_image_with_no_dead_unit():
 @pytest.mark.parametrize("clamp", ["eval", "always"])
 def test_training_clamp_bounds_the_output_and_stops_gradients_only_where_it_saturates(clamp):
     model = tiny(clamp=clamp).train()
-    with torch.no_grad():  # a bias that pushes the red channel far above 1
+    with torch.no_grad():  # biases that push red far above 1 and blue far below 0
         model.synthesis.pointwise[-1].bias.copy_(torch.tensor([5.0, 0.5, -5.0]))
     x_hat = model(SoftRound())["x_hat"]
     x_hat.sum().backward()
