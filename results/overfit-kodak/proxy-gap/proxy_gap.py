@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from PIL import Image
 
 from liclab.configs import config_dir
+from liclab.images import load_rgb
 from liclab.overfit import encode
 
 
@@ -50,11 +50,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = parser().parse_args()  # fmt: skip
+    args = parser().parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     top, bottom, left, right = args.crop
-    rgb = np.asarray(Image.open(args.image).convert("RGB"))[top:bottom, left:right]
+    rgb = load_rgb(args.image)[0][top:bottom, left:right]
     x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
     overfit = config_dir("eval") / "overfit"
     schedule = OmegaConf.load(overfit / "schedule" / "coolchic.yaml")
