@@ -260,13 +260,18 @@ def tiny_at_size(size):
     return tiny()
 
 
-def test_warmup_keeps_the_best_candidates_and_counts_their_iterations():
+def warmup_schedule(candidates: list[int], main: int, validate_every: int) -> Schedule:
+    """A warm-up of 3 iterations per candidate, then ``main`` iterations."""
     q = SoftRoundNoise(t_end=0.3, noise=KumaraswamyNoise(a_end=2.0))
-    schedule = Schedule(
-        warmup=Warmup(candidates=[3, 2], phase=Phase(iterations=3, lr=1e-2, quantizer=q)),
-        main=Phase(iterations=2, lr=1e-2, quantizer=q),
-        validate_every=3,
+    return Schedule(
+        warmup=Warmup(candidates=candidates, phase=Phase(iterations=3, lr=1e-2, quantizer=q)),
+        main=Phase(iterations=main, lr=1e-2, quantizer=q),
+        validate_every=validate_every,
     )
+
+
+def test_warmup_keeps_the_best_candidates_and_counts_their_iterations():
+    schedule = warmup_schedule([3, 2], main=2, validate_every=3)
     result = fit(image(), tiny_at_size, 1e-3, schedule, log_every=1000)
     assert result.stats["iterations"] == schedule.iterations == 3 * 3 + 2 * 3 + 2
     kept = {r["phase"]: r["loss"] for r in result.history if r["kind"] == "kept"}
@@ -295,6 +300,48 @@ def test_overfit_configs_instantiate(path):
     assert low < macs < high
     small = obj(size=SIZE)
     assert small()["x_hat"].shape == (1, 3, *SIZE)
+
+
+def _preset(name: str):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    return instantiate(OmegaConf.load(config_dir("eval") / "overfit" / "model" / f"{name}.yaml"))
+
+
+@pytest.mark.parametrize("name", ["coolchic_lop", "coolchic_hop", "c3"])
+def test_preset_models_own_their_networks_initialised_from_the_random_state(name):
+    factory = _preset(name)
+    models = []
+    for seed in (0, 1, 0):
+        torch.manual_seed(seed)
+        models.append(factory(size=SIZE))
+    a, b, again = models
+    assert not any(p is q for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    arm = [dict(m.arm.named_parameters()) for m in models]
+    assert all(torch.equal(arm[0][k], arm[2][k]) for k in arm[0])  # the seed decides
+    assert any(not torch.equal(arm[0][k], arm[1][k]) for k in arm[0])  # and each has its own
+
+
+def test_a_fit_is_reproduced_by_its_seed_whatever_came_before():
+    schedule = warmup_schedule([2, 1], main=4, validate_every=2)
+    results = []
+    for disturb in (1, 5):
+        torch.rand(disturb)  # the global random state differs between the two fits
+        results.append(fit(image(), _preset("coolchic_lop"), 1e-3, schedule, seed=3, log_every=99))
+    first, second = results
+    assert [r["loss"] for r in first.history] == [r["loss"] for r in second.history]
+    state = second.model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in first.model.state_dict().items())
+
+
+def test_fit_refuses_a_model_factory_that_shares_modules_between_models():
+    arm = ARM(context=8, hidden_layers=1)  # one instance for every model: candidates would
+    up = functools.partial(LearnedUpsampling, kernel_size=4)  # train the same ARM in turn
+    syn = functools.partial(Synthesis, hidden=[8], residual_layers=1)
+    schedule = Schedule(main=Phase(iterations=2, lr=1e-2, quantizer=STE()))
+    with pytest.raises(ValueError, match="shared between its models"):
+        fit(image(), lambda size: CoolChic(size, arm, up, syn), 1e-3, schedule)
 
 
 def test_bilinear_upsampling_is_interpolation_to_full_size():

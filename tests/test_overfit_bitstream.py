@@ -475,6 +475,16 @@ def test_the_codec_is_picklable_and_writes_a_self_contained_file():
     assert abs(decoded_psnr - details["fit_psnr"]) < 0.5
 
 
+def test_a_model_config_with_an_arm_instance_gets_one_arm_per_candidate_like_the_presets():
+    codec = OverfitCodec("coolchic_lop", "coolchic", LMBDA, iterations=12)
+    arm = {k: v for k, v in codec.model["arm"].items() if k != "_partial_"}
+    shared = dict(codec.model, arm=arm)
+    assert "_partial_" in codec.model["arm"] and "_partial_" not in shared["arm"]
+    img = smooth_image(*SIZE)
+    # an older config (the ARM an instance) encodes, and as the preset does: own seeded ARMs
+    assert OverfitCodec(shared, "coolchic", LMBDA, iterations=12).encode(img) == codec.encode(img)
+
+
 def test_the_command_line_encodes_with_a_codec_config_and_decodes_without_a_checkpoint(
     tmp_path, capsys
 ):

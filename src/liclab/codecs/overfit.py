@@ -93,7 +93,7 @@ class OverfitCodec:
         from liclab.overfit.encode import fit
         from liclab.quantizers import Universal
 
-        model, schedule = _instantiated(self.model), _instantiated(self.schedule)
+        model, schedule = _instantiated(_own_arm(self.model)), _instantiated(self.schedule)
         if self.quantizer is not None:
             schedule = _with_proxy(schedule, self.quantizer)
         if self.iterations:
@@ -209,6 +209,17 @@ def _preset(obj, kind: str):
     elif not path.is_file():
         raise liclab.LiclabError(f"{path}: no such overfitted-codec {kind} config")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def _own_arm(model):
+    """A model config whose ``arm`` is a plain instance config made a partial, so that every
+    model the preset builds (each warm-up candidate) gets its own ARM, initialised under its
+    seed, as the shipped presets do; an ARM instance shared by the candidates would be
+    trained by each in turn."""
+    arm = model.get("arm") if isinstance(model, Mapping) else None
+    if isinstance(arm, Mapping) and "_target_" in arm and not arm.get("_partial_"):
+        return {**model, "arm": {**arm, "_partial_": True}}
+    return model
 
 
 def _plain(obj):

@@ -162,6 +162,11 @@ def fit(
     # One model object trains every candidate in turn (their states are swapped in), so that
     # torch.compile compiles once.
     work = model(size=size).to(device)
+    if any(p is q for p, q in zip(work.parameters(), model(size=size).parameters(), strict=True)):
+        raise ValueError(
+            "fit: the model factory returns modules shared between its models (an ARM instance "
+            "in a config without `_partial_: true`?); every warm-up candidate needs its own"
+        )
     log.info("%s", describe(work))
     run = Fitter(x, CoolChicMSE(lmbda), schedule, log_every, work, compile)
     if schedule.warmup:

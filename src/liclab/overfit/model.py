@@ -29,7 +29,10 @@ class CoolChic(nn.Module):
 
     Args:
         size: the image's (H, W).
-        arm: the probability model (:class:`liclab.overfit.arm.ARM`).
+        arm: the probability model (:class:`liclab.overfit.arm.ARM`), or a callable that
+            builds it (a config's partial): then every model gets its own ARM, initialised
+            from the random state at construction (an encoder seeds it per warm-up
+            candidate), where an instance is shared by every model given it.
         upsampling: called with ``levels=L`` to build the upsampling module
             (:class:`~liclab.overfit.upsampling.LearnedUpsampling` or
             :class:`~liclab.overfit.upsampling.BilinearUpsampling`; a partial in configs).
@@ -45,7 +48,7 @@ class CoolChic(nn.Module):
     def __init__(
         self,
         size: Sequence[int],
-        arm: ARM,
+        arm: ARM | Callable[[], ARM],
         upsampling: Callable[..., nn.Module],
         synthesis: Callable[..., nn.Module],
         gain: float | Sequence[float] = 16.0,
@@ -57,7 +60,7 @@ class CoolChic(nn.Module):
             raise ValueError(f"clamp must be 'always' or 'eval', not {clamp!r}")
         self.clamp = clamp
         self.latents = LatentPyramid(size, levels, gain)
-        self.arm = arm
+        self.arm = arm if isinstance(arm, nn.Module) else arm()
         self.upsampling = upsampling(levels=self.latents.levels)
         self.synthesis = synthesis(in_channels=self.latents.levels)
 
