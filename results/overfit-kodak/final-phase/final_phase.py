@@ -17,34 +17,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
-import torch
-import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from liclab.configs import config_dir
-from liclab.images import load_rgb
 from liclab.overfit import encode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from crop_fit import arguments, load_crop, preset  # noqa: E402  (results/overfit-kodak/)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--image", required=True, help="an RGB image (PNG)")
-    p.add_argument(
-        "--crop",
-        type=int,
-        nargs=4,
-        default=[128, 384, 192, 576],
-        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-        help="rows and columns kept",
-    )
-    p.add_argument("--lmbda", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--name", required=True)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[arguments()])
     p.add_argument("overrides", nargs="*", help="schedule.<key>=<value> or model.<key>=<value>")
     return p
 
@@ -52,21 +39,17 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    overfit = config_dir("eval") / "overfit"
-    configs = {
-        "schedule": OmegaConf.load(overfit / "schedule" / "coolchic.yaml"),
-        "model": OmegaConf.load(overfit / "model" / "coolchic_hop.yaml"),
-    }
+    model, schedule = preset()
+    configs = {"schedule": schedule, "model": model}
     for item in args.overrides:
         key, eq, value = item.partition("=")
         group, _, path = key.partition(".")
         if group not in configs or not path or not eq:
             raise SystemExit(f"final_phase.py: {item!r}: expected schedule.KEY=V or model.KEY=V")
-        OmegaConf.update(configs[group], path, yaml.safe_load(value), force_add=True)
+        value = OmegaConf.from_dotlist([f"v={value}"]).v  # YAML: null, 0.001, 300
+        OmegaConf.update(configs[group], path, value, force_add=True)
 
-    top, bottom, left, right = args.crop
-    rgb = load_rgb(args.image)[0][top:bottom, left:right]
-    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
+    x = load_crop(args.image, args.crop)
     start = time.perf_counter()
     result = encode.fit(
         x, instantiate(configs["model"]), args.lmbda, instantiate(configs["schedule"]),

@@ -17,35 +17,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from liclab.configs import config_dir
-from liclab.images import load_rgb
 from liclab.overfit import encode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from crop_fit import arguments, load_crop, preset  # noqa: E402  (results/overfit-kodak/)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--image", required=True, help="an RGB image (PNG)")
-    p.add_argument(
-        "--crop",
-        type=int,
-        nargs=4,
-        default=[128, 384, 192, 576],
-        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-        help="rows and columns kept",
-    )
-    p.add_argument("--lmbda", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[arguments()])
     p.add_argument("--t-end", type=float, default=None, help="main phase's final soft-round T")
     p.add_argument("--std-end", type=float, default=None, help="main phase's final noise σ")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--name", required=True)
     return p
 
 
@@ -53,11 +41,8 @@ def main() -> None:
     args = parser().parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    top, bottom, left, right = args.crop
-    rgb = load_rgb(args.image)[0][top:bottom, left:right]
-    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
-    overfit = config_dir("eval") / "overfit"
-    schedule = OmegaConf.load(overfit / "schedule" / "coolchic.yaml")
+    x = load_crop(args.image, args.crop)
+    model, schedule = preset()
     if args.t_end is not None:
         schedule.main.quantizer.t_end = args.t_end
     if args.std_end is not None:
@@ -81,7 +66,7 @@ def main() -> None:
 
     encode.Fitter.phase, encode.Fitter.validate = instrumented_phase, instrumented_validate
     result = encode.fit(
-        x, instantiate(OmegaConf.load(overfit / "model" / "coolchic_hop.yaml")), args.lmbda,
+        x, instantiate(model), args.lmbda,
         instantiate(schedule), seed=args.seed,
     )  # fmt: skip
     lines = ["iteration\tphase\tproxy_loss\trounded_loss\tgap_%"]
