@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import pytest
 import torch
@@ -281,6 +282,31 @@ def test_warmup_keeps_the_best_candidates_and_counts_their_iterations():
     assert sorted(round2) == round1[:2]  # the two best of three go on
     final_round = [v for k, v in kept.items() if k.startswith("warm-up 2.")]
     assert starts["main"] == min(final_round)  # and the best of those is trained
+
+
+@pytest.mark.parametrize("hold", [1, 4])
+def test_a_phase_holds_its_learning_rate_and_proxy_per_stretch(hold, monkeypatch):
+    from liclab.overfit.encode import Fitter
+
+    seen = []  # (learning rate, temperature) of every optimiser step
+    step = Fitter.step
+
+    def recording(self, q, opt):
+        seen.append((opt.param_groups[0]["lr"], q.t))
+        return step(self, q, opt)
+
+    monkeypatch.setattr(Fitter, "step", recording)
+    q = SoftRoundNoise(t_start=0.3, t_end=0.1, noise=GaussianNoise())
+    phase = Phase(iterations=10, lr=1e-2, quantizer=q, lr_min=1e-5, hold=hold)
+    fit(image(), tiny_at_size, 1e-3, Schedule(main=phase), log_every=1000)
+    assert len(seen) == 10
+    for i, (lr, t) in enumerate(seen):
+        start = i - i % hold  # each stretch runs on the values of its first iteration
+        cosine = 0.5 * (1 + math.cos(math.pi * start / 10))
+        assert lr == pytest.approx(1e-5 + (1e-2 - 1e-5) * cosine)
+        assert t == pytest.approx(0.3 + (0.1 - 0.3) * start / 10)
+    assert seen[0][0] == pytest.approx(1e-2)
+    assert len(set(seen)) == (10 if hold == 1 else 3)
 
 
 @pytest.mark.parametrize("path", OVERFIT_CONFIGS, ids=lambda p: p.stem)

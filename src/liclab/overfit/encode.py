@@ -39,13 +39,25 @@ class Phase:
         iterations: optimiser steps (per candidate, in the warm-up).
         lr: Adam's learning rate at the start.
         quantizer: the proxy; its ``on_train_step(i, iterations)`` anneals it over the phase.
-        cosine: decay the learning rate to 0 along a half cosine (C3); else keep it.
+        cosine: decay the learning rate to ``lr_min`` along a half cosine (C3); else keep it.
+        lr_min: where the cosine ends (Cool-chic: 1e-5).
+        hold: iterations over which the learning rate and the proxy's annealed parameters
+            stay fixed (Cool-chic updates both at its validations, every 100 iterations:
+            each stretch runs on the values of its first iteration); 1: every iteration.
     """
 
     iterations: int
     lr: float
     quantizer: Quantizer
     cosine: bool = True
+    lr_min: float = 0.0
+    hold: int = 1
+
+    def __post_init__(self):
+        if self.hold < 1 or self.iterations < 1:
+            raise ValueError(
+                f"a phase needs iterations and hold ≥ 1, not {self.iterations}, {self.hold}"
+            )
 
 
 @dataclass
@@ -252,10 +264,12 @@ class Fitter:
         every = min(self.schedule.validate_every, phase.iterations)
         start = time.perf_counter()
         for i in range(phase.iterations):
-            q.on_train_step(i, phase.iterations)
+            held = i - i % phase.hold
+            q.on_train_step(held, phase.iterations)
             if phase.cosine:
+                cos = 0.5 * (1 + math.cos(math.pi * held / phase.iterations))
                 for group in opt.param_groups:
-                    group["lr"] = 0.5 * phase.lr * (1 + math.cos(math.pi * i / phase.iterations))
+                    group["lr"] = phase.lr_min + (phase.lr - phase.lr_min) * cos
             terms = self.step(q, opt)
             self.done += 1
             if self.done % self.log_every == 0:
