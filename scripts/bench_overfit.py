@@ -8,11 +8,14 @@ soft-round∘Gaussian-noise∘soft-round, loss MSE + λ·bpp, backward, gradient
 
 Other processes share the machine: the presets alternate, round after round, and each one's
 minimum (and median) over all its timed iterations is reported. ``--compile`` adds each
-preset under ``torch.compile`` (its compilation time is printed, not counted);
+preset under ``torch.compile`` (its compilation time is printed, not counted; on a CPU with
+torch 2.14.1 Inductor fails on the replicate padding's backward, a stride assertion, after
+minutes of compiling: for GPUs);
 ``--recompute`` adds each preset with its MLPs' activations recomputed in the backward pass,
-as before they were kept (:data:`liclab.overfit.mlp.KEEP_BYTES`).
+as before they were kept (:data:`liclab.overfit.mlp.KEEP_BYTES`); ``--chunks 4096 8192``
+runs each preset at each of these MLP chunk sizes (:data:`liclab.overfit.mlp.CHUNK`).
 
-    python scripts/bench_overfit.py --threads 2 --rounds 3 --iterations 5 --compile
+    python scripts/bench_overfit.py --threads 2 --rounds 3 --iterations 5
 """
 
 from __future__ import annotations
@@ -77,6 +80,13 @@ def parser() -> argparse.ArgumentParser:
         help="also each preset with the MLPs' activations recomputed in the backward pass "
         "instead of kept (liclab.overfit.mlp.KEEP_BYTES = 0)",
     )
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        nargs="+",
+        default=None,
+        help="MLP chunk sizes (rows) to run each preset at (default: liclab.overfit.mlp.CHUNK)",
+    )
     return parser
 
 
@@ -92,21 +102,24 @@ def main() -> None:
     for preset in args.presets:
         for compiled in (False, True) if args.compile else (False,):
             for recompute in (False, True) if args.recompute else (False,):
-                mlp.KEEP_BYTES = 0 if recompute else keep
-                model, step, first = make(preset, x, compiled)
-                label = preset + (" compiled" if compiled else "")
-                label += " recomputed" if recompute else ""
-                runs[label] = (model, step, [], 0 if recompute else keep)
-                print(f"{label}: first 2 iterations {first:.1f} s")
+                for chunk in args.chunks or [mlp.CHUNK]:
+                    mlp.KEEP_BYTES = 0 if recompute else keep
+                    mlp.CHUNK = chunk
+                    model, step, first = make(preset, x, compiled)
+                    label = preset + (" compiled" if compiled else "")
+                    label += " recomputed" if recompute else ""
+                    label += f" chunk {chunk}" if args.chunks else ""
+                    runs[label] = (model, step, [], 0 if recompute else keep, chunk)
+                    print(f"{label}: first 2 iterations {first:.1f} s")
     for _ in range(args.rounds):
-        for _model, step, times, keep_bytes in runs.values():
-            mlp.KEEP_BYTES = keep_bytes
+        for _model, step, times, keep_bytes, chunk in runs.values():
+            mlp.KEEP_BYTES, mlp.CHUNK = keep_bytes, chunk
             for _ in range(args.iterations):
                 start = time.perf_counter()
                 step()
                 times.append(time.perf_counter() - start)
     print(f"\n{'preset':<24} {'MAC/pixel':>9} {'params':>7} {'s/it min':>9} {'median':>7}")
-    for label, (model, _, times, _) in runs.items():
+    for label, (model, _, times, _, _) in runs.items():
         macs, params = model.macs_per_pixel()["total"], sum(model.num_parameters().values())
         print(
             f"{label:<24} {macs:>9.0f} {params:>7} {min(times):>9.3f} "

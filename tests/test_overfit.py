@@ -309,6 +309,32 @@ def test_a_phase_holds_its_learning_rate_and_proxy_per_stretch(hold, monkeypatch
     assert len(set(seen)) == (10 if hold == 1 else 3)
 
 
+@pytest.mark.parametrize("carry", [False, True])
+def test_warmup_can_carry_the_arm_through_its_first_round(carry, monkeypatch):
+    from liclab.overfit.encode import Fitter
+
+    entered, left = [], []  # the first ARM layer's weights as each phase starts and ends
+    phase = Fitter.phase
+
+    def recording(self, state, plan, name):
+        entered.append(state["arm.layers.0.weight"].clone())
+        best = phase(self, state, plan, name)
+        left.append(self.model.arm.layers[0].weight.detach().clone())
+        return best
+
+    monkeypatch.setattr(Fitter, "phase", recording)
+    schedule = warmup_schedule([3, 2], main=2, validate_every=3)
+    schedule.warmup.carry_arm = carry
+    fit(image(), tiny_at_size, 1e-3, schedule, log_every=1000)
+    assert len(entered) == 3 + 2 + 1
+    for c in (1, 2):  # round one: the ARM as the candidate before left it, or a fresh one
+        if carry:
+            assert torch.equal(entered[c], left[c - 1])
+        else:
+            assert not entered[c].any()  # hidden layers start at zero
+    assert left[0].any()
+
+
 @pytest.mark.parametrize("path", OVERFIT_CONFIGS, ids=lambda p: p.stem)
 def test_overfit_configs_instantiate(path):
     from hydra.utils import instantiate

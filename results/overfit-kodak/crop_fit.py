@@ -1,16 +1,22 @@
 """What the crop experiments under results/overfit-kodak/ share (``proxy-gap/proxy_gap.py``,
-``final-phase/final_phase.py``): their arguments, the crop, and the preset they fit."""
+``final-phase/final_phase.py``, ``screens/screen.py``): their arguments, the crop, the preset
+they fit, and a fit of one variant of it."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from liclab.configs import config_dir
 from liclab.images import load_rgb
+from liclab.overfit import encode
+
+COLUMNS = "name\tseed\tvariant\tloss\tbpp\tpsnr\tseconds"
 
 
 def arguments() -> argparse.ArgumentParser:
@@ -46,3 +52,36 @@ def preset() -> tuple[DictConfig, DictConfig]:
         OmegaConf.load(overfit / "model" / "coolchic_hop.yaml"),
         OmegaConf.load(overfit / "schedule" / "coolchic.yaml"),
     )
+
+
+def fit_variant(
+    args, overrides: list[str], iterations: int | None = None
+) -> tuple[str, dict[str, float]]:
+    """Fit the preset to the crop with config overrides ``schedule.<key>=<value>`` or
+    ``model.<key>=<value>`` (values in YAML: ``null``, ``0.001``, ``300``), the schedule
+    scaled to ``iterations`` in all (None: its own 2000); returns a row under
+    :data:`COLUMNS`: the final loss under rounding (networks unquantised: what the fit
+    compares), bpp (the latents' estimate), 8-bit PSNR and seconds; and the fit's stats."""
+    model, schedule = preset()
+    configs = {"schedule": schedule, "model": model}
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        group, _, path = key.partition(".")
+        if group not in configs or not path or not eq:
+            raise SystemExit(f"{item!r}: expected schedule.KEY=VALUE or model.KEY=VALUE")
+        value = OmegaConf.from_dotlist([f"v={value}"]).v  # YAML: null, 0.001, 300
+        OmegaConf.update(configs[group], path, value, force_add=True)
+    x = load_crop(args.image, args.crop)
+    plan = instantiate(configs["schedule"])
+    plan = plan.scaled(iterations) if iterations else plan
+    start = time.perf_counter()
+    result = encode.fit(
+        x, instantiate(configs["model"]), args.lmbda, plan, seed=args.seed, log_every=500
+    )
+    s = result.stats
+    variant = " ".join(overrides) or "default"
+    row = (
+        f"{args.name}\t{args.seed}\t{variant}\t{s['loss']:.6e}\t{s['bpp']:.4f}\t{s['psnr']:.3f}"
+        f"\t{time.perf_counter() - start:.0f}"
+    )
+    return row, s

@@ -18,16 +18,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
-
-from liclab.overfit import encode
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from crop_fit import arguments, load_crop, preset  # noqa: E402  (results/overfit-kodak/)
+from crop_fit import COLUMNS, arguments, fit_variant  # noqa: E402  (results/overfit-kodak/)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,29 +33,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model, schedule = preset()
-    configs = {"schedule": schedule, "model": model}
-    for item in args.overrides:
-        key, eq, value = item.partition("=")
-        group, _, path = key.partition(".")
-        if group not in configs or not path or not eq:
-            raise SystemExit(f"final_phase.py: {item!r}: expected schedule.KEY=V or model.KEY=V")
-        value = OmegaConf.from_dotlist([f"v={value}"]).v  # YAML: null, 0.001, 300
-        OmegaConf.update(configs[group], path, value, force_add=True)
-
-    x = load_crop(args.image, args.crop)
-    start = time.perf_counter()
-    result = encode.fit(
-        x, instantiate(configs["model"]), args.lmbda, instantiate(configs["schedule"]),
-        seed=args.seed, log_every=500,
-    )  # fmt: skip
-    s = result.stats
-    variant = " ".join(args.overrides) or "default"
-    lines = [
-        "name\tseed\tvariant\tloss\tbpp\tpsnr\tseconds",
-        f"{args.name}\t{args.seed}\t{variant}\t{s['loss']:.6e}\t{s['bpp']:.4f}\t{s['psnr']:.3f}"
-        f"\t{time.perf_counter() - start:.0f}",
-    ]
+    lines = [COLUMNS, fit_variant(args, args.overrides)[0]]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.tsv").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -68,10 +68,15 @@ class Warmup:
     Args:
         candidates: models alive in each round, decreasing, e.g. (5, 2).
         phase: how each candidate is trained in each round.
+        carry_arm: in the first round, each candidate after the first starts from the ARM
+            as the previous one's training left it (its own latents, upsampling and
+            synthesis): the ARM then trains through the whole round. Until the eighth
+            session's fix of the shared ARM, every fit did this by accident.
     """
 
     candidates: Sequence[int]
     phase: Phase
+    carry_arm: bool = False
 
 
 @dataclass
@@ -186,10 +191,13 @@ def fit(
         pool = [(math.inf, initial_state(i)) for i in range(warm.candidates[0])]
         for r, n in enumerate(warm.candidates):
             pool = sorted(pool, key=lambda entry: entry[0])[:n]
-            pool = [
-                run.phase(state, warm.phase, f"warm-up {r + 1}.{c + 1}/{n}")
-                for c, (_, state) in enumerate(pool)
-            ]
+            trained = []
+            for c, (_, state) in enumerate(pool):
+                if warm.carry_arm and r == 0 and c > 0:  # the ARM as the last one left it
+                    arm = {k: v.clone() for k, v in work.state_dict().items() if k[:4] == "arm."}
+                    state = {**state, **arm}
+                trained.append(run.phase(state, warm.phase, f"warm-up {r + 1}.{c + 1}/{n}"))
+            pool = trained
         state = min(pool, key=lambda entry: entry[0])[1]
     else:
         state = initial_state(0)
