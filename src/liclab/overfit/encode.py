@@ -70,8 +70,9 @@ class Warmup:
         phase: how each candidate is trained in each round.
         carry_arm: in the first round, each candidate after the first starts from the ARM
             as the previous one's training left it (its own latents, upsampling and
-            synthesis): the ARM then trains through the whole round. Until the eighth
-            session's fix of the shared ARM, every fit did this by accident.
+            synthesis): the ARM then trains through the whole round. Until the seventh
+            session's fix of the shared ARM every fit did this by accident; on crops it is
+            no gain (results/overfit-kodak/screens).
     """
 
     candidates: Sequence[int]
