@@ -26,7 +26,7 @@ from liclab import configs
 from conftest import smooth_image
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "results").glob("*/README.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "results").glob("**/README.md"))]
 TOOLS = (
     "liclab-",
     "python -m liclab",
@@ -184,7 +184,7 @@ def test_documented_command(where, command, world, tmp_path, monkeypatch, random
     monkeypatch.chdir(tmp_path)
     if command.startswith("pip install") or " && " in command:
         return
-    args = _substitute(command, world)
+    args = [_from_root(a) for a in _substitute(command, world)]
     while re.match(r"[A-Z_]+=", args[0]):  # VAR=value before the program
         args = args[1:]
     program, args = args[0], args[1:]
@@ -215,6 +215,15 @@ def test_documented_command(where, command, world, tmp_path, monkeypatch, random
         _check_snippet(args[1])
     else:
         pytest.fail(f"{where}: no check knows the command {program!r}; add one here")
+
+
+def _from_root(arg: str) -> str:
+    """A config file of the repository named relative to its root (``key=results/….yaml`` or
+    the path alone), made absolute: the commands run from the root, the test elsewhere."""
+    key, eq, value = arg.rpartition("=")
+    if value.endswith(".yaml") and not Path(value).is_absolute() and (ROOT / value).is_file():
+        return f"{key}{eq}{ROOT / value}"
+    return arg
 
 
 def _train(args: list[str], tmp_path: Path) -> None:

@@ -195,7 +195,7 @@ def fit(
             trained = []
             for c, (_, state) in enumerate(pool):
                 if warm.carry_arm and r == 0 and c > 0:  # the ARM as the last one left it
-                    arm = {k: v.clone() for k, v in work.state_dict().items() if k[:4] == "arm."}
+                    arm = {f"arm.{k}": v.clone() for k, v in work.arm.state_dict().items()}
                     state = {**state, **arm}
                 trained.append(run.phase(state, warm.phase, f"warm-up {r + 1}.{c + 1}/{n}"))
             pool = trained
