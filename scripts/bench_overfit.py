@@ -13,7 +13,11 @@ torch 2.14.1 Inductor fails on the replicate padding's backward, a stride assert
 minutes of compiling: for GPUs);
 ``--recompute`` adds each preset with its MLPs' activations recomputed in the backward pass,
 as before they were kept (:data:`liclab.overfit.mlp.KEEP_BYTES`); ``--chunks 4096 8192``
-runs each preset at each of these MLP chunk sizes (:data:`liclab.overfit.mlp.CHUNK`).
+runs each preset at each of these MLP chunk sizes (:data:`liclab.overfit.mlp.CHUNK`);
+``--malloc`` adds each preset with glibc's memory defaults, freed blocks handed back to the
+system, as before :func:`liclab.overfit.encode.keep_freed_memory` (set per round);
+``--narrow 0`` runs the MLPs' narrow products the plain way
+(:data:`liclab.overfit.mlp.NARROW`), as before they were computed transposed.
 
     python scripts/bench_overfit.py --threads 2 --rounds 3 --iterations 5
 """
@@ -81,6 +85,19 @@ def parser() -> argparse.ArgumentParser:
         "instead of kept (liclab.overfit.mlp.KEEP_BYTES = 0)",
     )
     parser.add_argument(
+        "--malloc",
+        action="store_true",
+        help="also each preset with glibc's defaults (freed memory returned to the system)",
+    )
+    parser.add_argument(
+        "--narrow",
+        type=int,
+        nargs="+",
+        default=None,
+        help="liclab.overfit.mlp.NARROW values to run each preset at (0: no product "
+        "computed transposed)",
+    )
+    parser.add_argument(
         "--chunks",
         type=int,
         nargs="+",
@@ -96,33 +113,50 @@ def main() -> None:
     x, name = load_image()
     print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     from liclab.overfit import mlp
+    from liclab.overfit.encode import keep_freed_memory
 
-    keep = mlp.KEEP_BYTES
+    variants = [{}]  # each: the settings a run differs in, set before each of its rounds
+    for key, values in (
+        ("compiled", (False, True) if args.compile else None),
+        ("recomputed", (False, True) if args.recompute else None),
+        ("chunk", args.chunks),
+        ("narrow", args.narrow),
+        ("glibc defaults", (False, True) if args.malloc else None),
+    ):
+        if values:
+            variants = [{**v, key: value} for v in variants for value in values]
+
+    def apply(v: dict) -> None:
+        mlp.KEEP_BYTES = 0 if v.get("recomputed") else KEEP_BYTES
+        mlp.CHUNK, mlp.NARROW = v.get("chunk", CHUNK), v.get("narrow", NARROW)
+
+    KEEP_BYTES, CHUNK, NARROW = mlp.KEEP_BYTES, mlp.CHUNK, mlp.NARROW
     runs = {}
     for preset in args.presets:
-        for compiled in (False, True) if args.compile else (False,):
-            for recompute in (False, True) if args.recompute else (False,):
-                for chunk in args.chunks or [mlp.CHUNK]:
-                    mlp.KEEP_BYTES = 0 if recompute else keep
-                    mlp.CHUNK = chunk
-                    model, step, first = make(preset, x, compiled)
-                    label = preset + (" compiled" if compiled else "")
-                    label += " recomputed" if recompute else ""
-                    label += f" chunk {chunk}" if args.chunks else ""
-                    runs[label] = (model, step, [], 0 if recompute else keep, chunk)
-                    print(f"{label}: first 2 iterations {first:.1f} s")
+        for v in variants:
+            apply(v)
+            model, step, first = make(preset, x, v.get("compiled", False))
+            label = " ".join(
+                [preset]
+                + [k for k, on in v.items() if on is True]
+                + [f"{k} {on}" for k, on in v.items() if not isinstance(on, bool)]
+            )
+            runs[label] = (model, step, [], v)
+            print(f"{label}: first 2 iterations {first:.1f} s")
     for _ in range(args.rounds):
-        for _model, step, times, keep_bytes, chunk in runs.values():
-            mlp.KEEP_BYTES, mlp.CHUNK = keep_bytes, chunk
+        for _model, step, times, v in runs.values():
+            apply(v)
+            keep_freed_memory(not v.get("glibc defaults", False))
             for _ in range(args.iterations):
                 start = time.perf_counter()
                 step()
                 times.append(time.perf_counter() - start)
-    print(f"\n{'preset':<24} {'MAC/pixel':>9} {'params':>7} {'s/it min':>9} {'median':>7}")
-    for label, (model, _, times, _, _) in runs.items():
+    width = max(24, *(len(label) + 1 for label in runs))
+    print(f"\n{'preset':<{width}} {'MAC/pixel':>9} {'params':>7} {'s/it min':>9} {'median':>7}")
+    for label, (model, _, times, _) in runs.items():
         macs, params = model.macs_per_pixel()["total"], sum(model.num_parameters().values())
         print(
-            f"{label:<24} {macs:>9.0f} {params:>7} {min(times):>9.3f} "
+            f"{label:<{width}} {macs:>9.0f} {params:>7} {min(times):>9.3f} "
             f"{statistics.median(times):>7.3f}"
         )
 

@@ -405,15 +405,31 @@ def test_bilinear_upsampling_is_interpolation_to_full_size():
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(monkeypatch, keep):
+@pytest.mark.parametrize("columns", [False, True])
+@pytest.mark.parametrize("narrow", [0, 8])
+def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(
+    monkeypatch, keep, columns, narrow
+):
     """With the activations kept for the backward pass, and recomputed there (past
-    KEEP_BYTES)."""
+    KEEP_BYTES); on rows and on a transposed view of columns (the output and the input's
+    gradient laid out as the input); with the products of fewer than 8 result columns
+    computed transposed (NARROW = 8) and not (0)."""
     from liclab.overfit import mlp
 
-    monkeypatch.setattr(mlp, "CHUNK", 4)  # several chunks and a ragged last one
+    monkeypatch.setattr(mlp, "CHUNK", 16)  # several chunks and a ragged last one of 5 rows
     monkeypatch.setattr(mlp, "KEEP_BYTES", 2**20 if keep else 0)
+    monkeypatch.setattr(mlp, "NARROW", narrow)
+    transposed = []
+    narrow_product = mlp._narrow
+
+    def spy(*args):
+        transposed.append(narrow_product(*args))
+        return transposed[-1]
+
+    monkeypatch.setattr(mlp, "_narrow", spy)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(11, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(37, 5, generator=g, dtype=torch.float64)
+    x = (x.t().contiguous().t() if columns else x).requires_grad_()
     shapes = [(5, 5), (3, 5), (2, 3)]
     weights = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
     biases = [
@@ -438,8 +454,12 @@ def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(monk
     calls = []
     forward_chunk = mlp._forward_chunk
     monkeypatch.setattr(mlp, "_forward_chunk", lambda *a: calls.append(1) or forward_chunk(*a))
-    mlp.pointwise_mlp(x, weights, biases, residual, relu).sum().backward()
+    out = mlp.pointwise_mlp(x, weights, biases, residual, relu)
+    out.sum().backward()
     assert len(calls) == (3 if keep else 6)  # 3 chunks forward, again backward if not kept
+    assert out.stride() == ((1, 37) if columns else (2, 1))
+    assert x.grad.stride() == x.stride()
+    assert any(transposed) == (narrow == 8)  # every width here is narrow
 
 
 def test_whole_model_gradients_match_finite_differences():
@@ -481,3 +501,30 @@ def test_whole_model_gradients_match_finite_differences():
             shifted[k].view(-1)[i] -= 2 * eps
             numeric = (up - loss(shifted)) / (2 * eps)
             assert torch.isclose(grad.reshape(-1)[i], numeric, rtol=1e-5, atol=1e-9), names[k]
+
+
+def test_keep_freed_memory_spares_the_page_faults_of_reallocating():
+    """A fit's iterations free and reallocate the same large tensors: kept, their pages are
+    not faulted in again (glibc; elsewhere the function does nothing and says so)."""
+    import resource
+
+    from liclab.overfit.encode import keep_freed_memory
+
+    def faults() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.ones(4 << 20)  # 16 MB written, then freed
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    if not keep_freed_memory(False):
+        pytest.skip("the C library is not glibc")
+    try:
+        faults()
+        default = faults()
+        assert keep_freed_memory(True)
+        faults()
+        kept = faults()
+    finally:
+        keep_freed_memory(False)
+    if default < 1000:  # transparent huge pages for every mapping: nothing to spare
+        pytest.skip(f"{default} page faults for 16 MB with glibc's defaults")
+    assert kept < default / 20

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 CHUNK = 8192  # rows per chunk: a 48-wide float32 activation of it is 1.5 MB
+NARROW = 8  # a product with fewer result columns is computed transposed (_mm)
 KEEP_BYTES = 2**30  # activations kept for the backward pass, at most (a Kodak image: ~0.2 GB)
 
 
@@ -37,12 +38,40 @@ def pointwise_mlp(
     return _PointwiseMLP.apply(x, flags, len(weights), *weights, *biases)
 
 
+def _mm(x: Tensor, y: Tensor) -> Tensor:
+    """``x @ y``, computed as ``(yᵀ xᵀ)ᵀ`` (a column-major result) where it has fewer than
+    :data:`NARROW` columns: a BLAS's kernels vectorise along the result's rows, and a row of
+    2, 3 or 7 values leaves most of a vector idle (MKL on AVX2, 8192 rows: 48→3 forward 4×,
+    the 7→48 layer's gradients 3–6× slower the plain way; ``scripts/bench_overfit.py
+    --products``)."""
+    if _narrow(x, y):
+        return torch.mm(y.t(), x.t()).t()
+    return torch.mm(x, y)
+
+
+def _narrow(x: Tensor, y: Tensor) -> bool:
+    return y.shape[1] < NARROW <= x.shape[0]
+
+
+def _column_major(x: Tensor) -> bool:
+    """Whether ``x`` (N, C) is a transposed view of contiguous (C, N) columns."""
+    return x.shape[1] > 1 and x.stride(0) == 1 and x.stride(1) >= x.shape[0]
+
+
+def _like_layout(x: Tensor, width: int) -> Tensor:
+    """An empty (N, width) tensor laid out as ``x``: columns or rows."""
+    if _column_major(x):
+        return x.new_empty(width, x.shape[0]).t()
+    return x.new_empty(x.shape[0], width)
+
+
 def _forward_chunk(a: Tensor, weights_t, biases, flags) -> list[Tensor]:
-    """The activations of one chunk: [input, after layer 0, after layer 1, …]."""
-    a = a.contiguous()  # a transposed input is transposed here, chunk by chunk, in cache
+    """The activations of one chunk: [input, after layer 0, after layer 1, …]. A chunk of a
+    column-major input is read in place (the BLAS reads it transposed: 3× faster than
+    copying it to rows first)."""
     acts = [a]
     for w_t, b, res, act in zip(weights_t, biases, *flags, strict=True):
-        z = torch.mm(a, w_t).add_(b)  # faster than addmm's broadcast of the bias
+        z = _mm(a, w_t).add_(b)  # faster than addmm's broadcast of the bias
         if res:
             z.add_(a)
         if act:
@@ -57,7 +86,7 @@ class _PointwiseMLP(torch.autograd.Function):
     def forward(ctx, x: Tensor, flags, n: int, *params: Tensor) -> Tensor:
         weights, biases = params[:n], params[n:]
         weights_t = [w.t().contiguous() for w in weights]
-        out = x.new_empty(x.shape[0], weights[-1].shape[0])
+        out = _like_layout(x, weights[-1].shape[0])
         widths = x.shape[1] + sum(w.shape[0] for w in weights)
         keep = x.shape[0] * widths * x.element_size() <= KEEP_BYTES and any(ctx.needs_input_grad)
         kept = []
@@ -79,7 +108,8 @@ class _PointwiseMLP(torch.autograd.Function):
         weights_t = [w.t().contiguous() for w in weights]
         grad_w = [torch.zeros_like(w) for w in weights]
         grad_b = [torch.zeros_like(b) for b in biases]
-        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_x = _like_layout(x, x.shape[1]) if ctx.needs_input_grad[0] else None
+        columns = _column_major(x)
         for j in range(0, x.shape[0], CHUNK):
             if ctx.kept:
                 acts = ctx.kept[j // CHUNK]
@@ -89,15 +119,22 @@ class _PointwiseMLP(torch.autograd.Function):
             for i in range(n - 1, -1, -1):
                 if flags[1][i]:  # the ReLU's gradient mask, in one fused pass
                     g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0.0)
-                grad_w[i].addmm_(g.t(), acts[i])
+                grad_w[i].add_(_mm(g.t(), acts[i]))
                 grad_b[i].add_(g.sum(dim=0))
                 if i == 0 and grad_x is None:
                     break
-                g_in = torch.mm(g, weights[i])
+                if i == 0 and columns:  # computed as columns, written to them in place
+                    g_in = torch.mm(weights[i].t(), g.t()).t()
+                else:
+                    g_in = _mm(g, weights[i])
                 if flags[0][i]:
                     g_in.add_(g)
                 g = g_in
-            if grad_x is not None:
+            if grad_x is None:
+                continue
+            if columns:  # as rows of the (C, N) columns: PyTorch copies those ~5× faster
+                grad_x.t()[:, j : j + CHUNK] = g.t()
+            else:
                 grad_x[j : j + CHUNK] = g
         ctx.kept = []
         return grad_x, None, None, *grad_w, *grad_b
