@@ -1,6 +1,10 @@
-"""The one compiled part of liclab (the rest is in pyproject.toml): the exact ARM of the
-overfitted codec's decoding steps, ``liclab.overfit._wavefront``. Optional: where no C
-compiler is at hand the install goes on and the decoder uses numpy (the same bits, slower)."""
+"""The compiled parts of liclab (the rest is in pyproject.toml), both optional: where no C
+compiler is at hand the install goes on without them.
+
+- ``liclab.overfit._wavefront``: the exact ARM of the overfitted codec's decoding steps
+  (without it the decoder uses numpy: the same bits, slower);
+- ``liclab.overfit._mlp``: the overfitted encoder's MLP training passes on a CPU (without it
+  PyTorch's products: the same up to float rounding, ~15 % slower per iteration)."""
 
 from setuptools import Extension, setup
 
@@ -11,6 +15,13 @@ setup(
             ["src/liclab/overfit/_wavefront.c"],
             extra_compile_args=["-O3"],
             optional=True,
-        )
+        ),
+        Extension(
+            "liclab.overfit._mlp",
+            ["src/liclab/overfit/_mlp.c"],
+            depends=["src/liclab/overfit/_mlp_kernel.h"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
     ]
 )

@@ -16,8 +16,10 @@ as before they were kept (:data:`liclab.overfit.mlp.KEEP_BYTES`); ``--chunks 409
 runs each preset at each of these MLP chunk sizes (:data:`liclab.overfit.mlp.CHUNK`);
 ``--malloc`` adds each preset with glibc's memory defaults, freed blocks handed back to the
 system, as before :func:`liclab.overfit.encode.keep_freed_memory` (set per round);
-``--narrow 0`` runs the MLPs' narrow products the plain way
-(:data:`liclab.overfit.mlp.NARROW`), as before they were computed transposed.
+``--no-kernel`` adds each preset with the MLPs' training passes in PyTorch instead of
+the C kernel (:mod:`liclab.overfit.mlp`; as where it is not built); ``--narrow 0`` runs
+the MLPs' narrow products the plain way (:data:`liclab.overfit.mlp.NARROW`), as before
+they were computed transposed.
 
     python scripts/bench_overfit.py --threads 2 --rounds 3 --iterations 5
 """
@@ -90,6 +92,11 @@ def parser() -> argparse.ArgumentParser:
         help="also each preset with glibc's defaults (freed memory returned to the system)",
     )
     parser.add_argument(
+        "--no-kernel",
+        action="store_true",
+        help="also each preset with the MLPs' training passes in PyTorch, not the C kernel",
+    )
+    parser.add_argument(
         "--narrow",
         type=int,
         nargs="+",
@@ -122,6 +129,7 @@ def main() -> None:
         ("chunk", args.chunks),
         ("narrow", args.narrow),
         ("glibc defaults", (False, True) if args.malloc else None),
+        ("no C kernel", (False, True) if args.no_kernel else None),
     ):
         if values:
             variants = [{**v, key: value} for v in variants for value in values]
@@ -129,6 +137,7 @@ def main() -> None:
     def apply(v: dict) -> None:
         mlp.KEEP_BYTES = 0 if v.get("recomputed") else KEEP_BYTES
         mlp.CHUNK, mlp.NARROW = v.get("chunk", CHUNK), v.get("narrow", NARROW)
+        mlp.USE_KERNEL = not v.get("no C kernel", False)
 
     KEEP_BYTES, CHUNK, NARROW = mlp.KEEP_BYTES, mlp.CHUNK, mlp.NARROW
     runs = {}

@@ -168,7 +168,7 @@ def test_mac_counts_match_the_operations_pytorch_counts():
     with FlopCounterMode(display=False) as arm_count:
         model.arm.mlp(ctx)
     assert arm_count.get_total_flops() == 2 * model.arm.macs_per_latent() * len(ctx)
-    with FlopCounterMode(display=False) as syn_count:
+    with torch.no_grad(), FlopCounterMode(display=False) as syn_count:  # as a decoder runs it
         model.synthesis(torch.zeros(1, model.latents.levels, *SIZE))
     assert syn_count.get_total_flops() == 2 * model.synthesis.macs_per_pixel() * SIZE[0] * SIZE[1]
 
@@ -404,6 +404,16 @@ def test_bilinear_upsampling_is_interpolation_to_full_size():
     assert torch.equal(out[:, 2:3], ref)
 
 
+def _layer_by_layer(residual, relu, x, *params):
+    """The MLP of :func:`liclab.overfit.mlp.pointwise_mlp` as plain layers (weights, then
+    biases, in ``params``)."""
+    n, a = len(residual), x
+    for w, b, res, act in zip(params[:n], params[n:], residual, relu, strict=True):
+        a = a @ w.t() + b + (a if res else 0)
+        a = a.relu() if act else a
+    return a
+
+
 @pytest.mark.parametrize("keep", [True, False])
 @pytest.mark.parametrize("columns", [False, True])
 @pytest.mark.parametrize("narrow", [0, 8])
@@ -436,13 +446,7 @@ def test_pointwise_mlp_equals_the_layer_by_layer_network_with_its_gradients(
         torch.randn(s[0], generator=g, dtype=torch.float64, requires_grad=True) for s in shapes
     ]
     residual, relu = [True, False, False], [True, True, False]
-
-    def reference(x, *params):
-        a = x
-        for w, b, res, act in zip(params[:3], params[3:], residual, relu, strict=True):
-            a = a @ w.t() + b + (a if res else 0)
-            a = a.relu() if act else a
-        return a
+    reference = functools.partial(_layer_by_layer, residual, relu)
 
     out = mlp.pointwise_mlp(x, weights, biases, residual, relu)
     assert torch.allclose(out, reference(x, *weights, *biases))
@@ -528,3 +532,52 @@ def test_keep_freed_memory_spares_the_page_faults_of_reallocating():
     if default < 1000:  # transparent huge pages for every mapping: nothing to spare
         pytest.skip(f"{default} page faults for 16 MB with glibc's defaults")
     assert kept < default / 20
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("columns", [False, True])
+def test_mlp_kernel_equals_the_network_with_its_gradients(monkeypatch, threads, columns):
+    """The C kernel's training passes (float32, eight rows per vector, a ragged tail, rows
+    split between threads) against the layer-by-layer network in float64."""
+    from liclab.overfit import mlp
+
+    if mlp._kernel() is None:
+        pytest.skip("liclab.overfit._mlp is not built here")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    g = torch.Generator().manual_seed(0)
+    rows, shapes = 8192 + 13, [(9, 9), (12, 9), (3, 12)]  # residual, ReLU; ReLU; linear
+    x64 = torch.randn(rows, 9, generator=g, dtype=torch.float64)
+    w64 = [torch.randn(s, generator=g, dtype=torch.float64) / s[1] ** 0.5 for s in shapes]
+    b64 = [torch.randn(s[0], generator=g, dtype=torch.float64) for s in shapes]
+    grad_out = torch.randn(rows, 3, generator=g, dtype=torch.float64)
+    residual, relu = [True, False, False], [True, True, False]
+    network = functools.partial(_layer_by_layer, residual, relu)
+    leaves64 = [t.clone().requires_grad_() for t in (x64, *w64, *b64)]
+    reference = network(*leaves64)
+    expected = torch.autograd.grad(reference, leaves64, grad_out)
+    x32 = x64.float().t().contiguous().t() if columns else x64.float()
+    leaves = [x32.requires_grad_(), *(t.float().requires_grad_() for t in (*w64, *b64))]
+    calls = []
+    forward, backward = mlp._kernel_forward, mlp._kernel_backward
+    monkeypatch.setattr(mlp, "_kernel_forward", lambda *a: calls.append("f") or forward(*a))
+    monkeypatch.setattr(mlp, "_kernel_backward", lambda *a: calls.append("b") or backward(*a))
+    out = mlp.pointwise_mlp(leaves[0], leaves[1:4], leaves[4:], residual, relu)
+    grads = torch.autograd.grad(out, leaves, grad_out.float())
+    assert calls == ["f", "b"] and len(mlp._row_ranges(rows)) == threads
+    assert out.stride() == ((1, rows) if columns else (3, 1))
+    assert torch.allclose(out.double(), reference, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max())
+    assert grads[0].stride() == x32.stride()
+    with torch.no_grad():  # no gradient to come (a decoder): PyTorch's products, as before
+        calls.clear()
+        mlp.pointwise_mlp(leaves[0], leaves[1:4], leaves[4:], residual, relu)
+        assert not calls
+
+
+def test_mlp_kernel_is_built_where_the_decoder_kernel_is():
+    """Both C extensions build under the same conditions: one without the other is a
+    packaging fault, not a missing compiler."""
+    from liclab.overfit import mlp, wavefront
+
+    assert (mlp._kernel() is not None) == (wavefront._wavefront is not None)

@@ -10,11 +10,25 @@ arithmetic as the layer-by-layer network (equal up to float rounding).
 
 Rows, not columns: the weight gradient is then Gᵀ·A over the chunk, a product BLAS runs ~3×
 faster than G·Aᵀ on column-major chunks; and a channels-last image is already (pixels × C).
+An input that is a transposed view of columns (the ARM's contexts) is read in place, and the
+output and the input's gradient are laid out as the input.
+
+Training passes on a CPU (gradients wanted, float32) go through a C kernel where it is built
+(``_mlp.c``, :data:`USE_KERNEL`): eight rows per vector register, a block's activations in
+the L1 cache, the backward pass recomputing the forward one instead of storing it, rows split
+between ``torch.get_num_threads()`` threads. Forward passes without gradients (the decoder,
+validations) keep PyTorch's products. An iteration of ``coolchic_hop`` on kodim01 is ~15 %
+faster with it (``scripts/bench_overfit.py --no-kernel``); the ARM's backward pass gains
+least (its 16 × 16 weight gradients are bound by loads and stores).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.util
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -22,6 +36,7 @@ from torch import Tensor
 CHUNK = 8192  # rows per chunk: a 48-wide float32 activation of it is 1.5 MB
 NARROW = 8  # a product with fewer result columns is computed transposed (_mm)
 KEEP_BYTES = 2**30  # activations kept for the backward pass, at most (a Kodak image: ~0.2 GB)
+USE_KERNEL = True  # training passes on a CPU through the C kernel where it is built (_kernel)
 
 
 def pointwise_mlp(
@@ -35,7 +50,9 @@ def pointwise_mlp(
     (N, C₀), which may be a transposed view; returns (N, C_n). Differentiable in ``x``, the
     weights (C_{i+1}, C_i) and the biases."""
     flags = (tuple(residual), tuple(relu))
-    return _PointwiseMLP.apply(x, flags, len(weights), *weights, *biases)
+    params = (*weights, *biases)
+    training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params))
+    return _PointwiseMLP.apply(x, (flags, training), len(weights), *params)
 
 
 def _mm(x: Tensor, y: Tensor) -> Tensor:
@@ -83,12 +100,18 @@ def _forward_chunk(a: Tensor, weights_t, biases, flags) -> list[Tensor]:
 
 class _PointwiseMLP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, flags, n: int, *params: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, how, n: int, *params: Tensor) -> Tensor:
         weights, biases = params[:n], params[n:]
+        flags, training = how
+        ctx.flags, ctx.n = flags, n
+        ctx.kernel = training and _kernel_fits(x, weights)
+        if ctx.kernel:  # a training pass: the C kernel (the decoder keeps PyTorch's products)
+            ctx.save_for_backward(x, *params)
+            return _kernel_forward(x, weights, biases, flags)
         weights_t = [w.t().contiguous() for w in weights]
         out = _like_layout(x, weights[-1].shape[0])
         widths = x.shape[1] + sum(w.shape[0] for w in weights)
-        keep = x.shape[0] * widths * x.element_size() <= KEEP_BYTES and any(ctx.needs_input_grad)
+        keep = training and x.shape[0] * widths * x.element_size() <= KEEP_BYTES
         kept = []
         for j in range(0, x.shape[0], CHUNK):
             acts = _forward_chunk(x[j : j + CHUNK], weights_t, biases, flags)
@@ -105,6 +128,9 @@ class _PointwiseMLP(torch.autograd.Function):
         x, *params = ctx.saved_tensors
         n, flags = ctx.n, ctx.flags
         weights, biases = params[:n], params[n:]
+        if ctx.kernel:
+            grads = _kernel_backward(x, grad_out, weights, biases, flags, ctx.needs_input_grad[0])
+            return grads[0], None, None, *grads[1:]
         weights_t = [w.t().contiguous() for w in weights]
         grad_w = [torch.zeros_like(w) for w in weights]
         grad_b = [torch.zeros_like(b) for b in biases]
@@ -138,3 +164,120 @@ class _PointwiseMLP(torch.autograd.Function):
                 grad_x[j : j + CHUNK] = g
         ctx.kept = []
         return grad_x, None, None, *grad_w, *grad_b
+
+
+# The C kernel (_mlp.c): eight rows per vector register, every activation of a block in the
+# L1 cache, the backward pass recomputing the forward one block by block. Rows are split
+# between torch.get_num_threads() threads (ctypes releases the GIL), each with its own
+# weight-gradient accumulators.
+
+
+@functools.cache
+def _kernel():
+    """(the loaded library, whether it runs its AVX2 build, (widest layer, most layers)),
+    or None where it is not built (no C compiler at install) or cannot be loaded."""
+    try:
+        spec = importlib.util.find_spec("liclab.overfit._mlp")
+        lib = ctypes.CDLL(spec.origin) if spec is not None and spec.origin else None
+    except (OSError, ImportError):
+        return None
+    if lib is None:
+        return None
+    p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    lib.mlp_forward.argtypes = [i, p, long, long, long, p, long, long, i, p, p, p, p]
+    lib.mlp_backward.argtypes = [i, p, long, long, long, p, long, long, p, i, p, p, p, p, p, p]
+    lib.mlp_forward.restype = lib.mlp_backward.restype = ctypes.c_int
+    maxw, maxl = ctypes.c_int(), ctypes.c_int()
+    lib.mlp_limits(ctypes.byref(maxw), ctypes.byref(maxl))
+    return lib, int(lib.mlp_avx2()), (maxw.value, maxl.value)
+
+
+def _kernel_fits(x: Tensor, weights: Sequence[Tensor]) -> bool:
+    loaded = _kernel() if USE_KERNEL else None
+    if loaded is None or x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    maxw, maxl = loaded[2]
+    widths = [x.shape[1], *(w.shape[0] for w in weights)]
+    return len(weights) <= maxl and max(widths) <= maxw and x.shape[0] > 0
+
+
+def _pointers(tensors: Sequence[Tensor]):
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
+
+
+def _row_ranges(rows: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of rows, a multiple of 8 each but the last, one per thread."""
+    threads = max(1, min(torch.get_num_threads(), rows // 4096))
+    step = (-(-rows // threads) + 7) // 8 * 8
+    return [(r, min(r + step, rows)) for r in range(0, rows, step)]
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="liclab-mlp")
+
+
+def _run(calls) -> None:
+    calls = list(calls)
+    if len(calls) == 1:
+        calls[0]()
+    else:
+        for future in [_pool(len(calls)).submit(call) for call in calls]:
+            future.result()
+
+
+def _network(weights, biases, flags):
+    weights = [w.detach().float().contiguous() for w in weights]
+    biases = [b.detach().float().contiguous() for b in biases]
+    widths = (ctypes.c_int * (len(weights) + 1))(
+        weights[0].shape[1], *(w.shape[0] for w in weights)
+    )
+    codes = [int(res) + 2 * int(act) for res, act in zip(*flags, strict=True)]
+    codes = (ctypes.c_int * len(weights))(*codes)
+    return weights, biases, widths, codes
+
+
+def _kernel_forward(x: Tensor, weights, biases, flags) -> Tensor:
+    lib, avx2, _ = _kernel()
+    weights, biases, widths, codes = _network(weights, biases, flags)
+    out = _like_layout(x, weights[-1].shape[0])
+    w_p, b_p = _pointers(weights), _pointers(biases)
+    xrs, xcs = x.stride()
+    yrs, ycs = out.stride()
+
+    def call(r0: int, r1: int):
+        return lambda: lib.mlp_forward(
+            avx2, x[r0:].data_ptr(), r1 - r0, xrs, xcs, out[r0:].data_ptr(), yrs, ycs,
+            len(weights), widths, codes, w_p, b_p,
+        )  # fmt: skip
+
+    _run(call(r0, r1) for r0, r1 in _row_ranges(x.shape[0]))
+    return out
+
+
+def _kernel_backward(x: Tensor, grad_out: Tensor, weights, biases, flags, need_x: bool):
+    lib, avx2, _ = _kernel()
+    n = len(weights)
+    weights, biases, widths, codes = _network(weights, biases, flags)
+    grad_x = _like_layout(x, x.shape[1]) if need_x else None
+    w_p, b_p = _pointers(weights), _pointers(biases)
+    xrs, xcs = x.stride()
+    grs, gcs = grad_out.stride()
+    ranges = _row_ranges(x.shape[0])
+    accs = [
+        ([x.new_zeros(*w.shape, 8) for w in weights], [x.new_zeros(*b.shape, 8) for b in biases])
+        for _ in ranges
+    ]
+
+    def call(r0: int, r1: int, gw, gb):
+        gw_p, gb_p = _pointers(gw), _pointers(gb)
+        gx = grad_x[r0:].data_ptr() if grad_x is not None else None
+        return lambda: lib.mlp_backward(
+            avx2, x[r0:].data_ptr(), r1 - r0, xrs, xcs, grad_out[r0:].data_ptr(), grs, gcs,
+            gx, n, widths, codes, w_p, b_p, gw_p, gb_p,
+        )  # fmt: skip
+
+    _run(call(r0, r1, gw, gb) for (r0, r1), (gw, gb) in zip(ranges, accs, strict=True))
+    grad_w = [sum(acc[0][i] for acc in accs).sum(-1) for i in range(n)]
+    grad_b = [sum(acc[1][i] for acc in accs).sum(-1) for i in range(n)]
+    return grad_x, *grad_w, *grad_b
