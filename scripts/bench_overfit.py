@@ -16,7 +16,9 @@ as before they were kept (:data:`liclab.overfit.mlp.KEEP_BYTES`); ``--chunks 409
 runs each preset at each of these MLP chunk sizes (:data:`liclab.overfit.mlp.CHUNK`);
 ``--malloc`` adds each preset with glibc's memory defaults, freed blocks handed back to the
 system, as before :func:`liclab.overfit.encode.keep_freed_memory` (set per round);
-``--no-kernel`` adds each preset with the MLPs' training passes in PyTorch instead of
+``--parts`` also times each part of an iteration on its own, forward and backward
+(latents and proxy, ARM, Laplace rate, upsampling, synthesis, clamp and MSE; minima over the
+rounds); ``--no-kernel`` adds each preset with the MLPs' training passes in PyTorch instead of
 the C kernel (:mod:`liclab.overfit.mlp`; as where it is not built); ``--narrow 0`` runs
 the MLPs' narrow products the plain way (:data:`liclab.overfit.mlp.NARROW`), as before
 they were computed transposed.
@@ -27,6 +29,7 @@ they were computed transposed.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -68,7 +71,45 @@ def make(preset: str, x: torch.Tensor, compile: bool):
     start = time.perf_counter()
     for _ in range(2):  # first iterations: allocations, and the compilation
         fitter.step(q, opt)
+    model.parts = lambda: time_parts(model, x[None], q)  # for --parts
     return model, (lambda: fitter.step(q, opt)), time.perf_counter() - start
+
+
+PARTS = ("latents, proxy", "ARM", "Laplace rate", "upsampling", "synthesis", "clamp, MSE")
+
+
+def time_parts(model, x: torch.Tensor, q) -> dict[str, tuple[float, float]]:
+    """Seconds of each part of an iteration, forward and backward, each on its own: its
+    inputs are the previous parts' outputs as leaves, its output summed to a scalar."""
+    from liclab.overfit.arm import bits, laplace_likelihood
+
+    def leaf(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().requires_grad_()
+
+    y_rate, y_hat = model.latents(q)
+    rate_in, hat_in = [leaf(t) for t in y_rate], [leaf(t) for t in y_hat]
+    params = [(leaf(m), leaf(s)) for m, s in model.arm(hat_in)]
+    dense = leaf(model.upsampling(hat_in))
+    x_hat = leaf(model.synthesis(dense))
+    stages = {
+        "latents, proxy": lambda: sum(t.sum() for ts in model.latents(q) for t in ts),
+        "ARM": lambda: sum(m.sum() + s.sum() for m, s in model.arm(hat_in)),
+        "Laplace rate": lambda: sum(
+            bits(laplace_likelihood(y, m, s)) for y, (m, s) in zip(rate_in, params, strict=True)
+        ),
+        "upsampling": lambda: model.upsampling(hat_in).sum(),
+        "synthesis": lambda: model.synthesis(dense).sum(),
+        "clamp, MSE": lambda: (x_hat.clamp(0, 1) - x).square().mean(),
+    }
+    times = {}
+    for name, forward in stages.items():
+        start = time.perf_counter()
+        out = forward()
+        middle = time.perf_counter()
+        out.backward()
+        times[name] = (middle - start, time.perf_counter() - middle)
+    model.zero_grad(set_to_none=True)
+    return times
 
 
 def parser() -> argparse.ArgumentParser:
@@ -90,6 +131,11 @@ def parser() -> argparse.ArgumentParser:
         "--malloc",
         action="store_true",
         help="also each preset with glibc's defaults (freed memory returned to the system)",
+    )
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="also time each part of an iteration (forward, backward) on its own, per round",
     )
     parser.add_argument(
         "--no-kernel",
@@ -140,7 +186,7 @@ def main() -> None:
         mlp.USE_KERNEL = not v.get("no C kernel", False)
 
     KEEP_BYTES, CHUNK, NARROW = mlp.KEEP_BYTES, mlp.CHUNK, mlp.NARROW
-    runs = {}
+    runs, parts = {}, {}
     for preset in args.presets:
         for v in variants:
             apply(v)
@@ -151,15 +197,20 @@ def main() -> None:
                 + [f"{k} {on}" for k, on in v.items() if not isinstance(on, bool)]
             )
             runs[label] = (model, step, [], v)
+            parts[label] = {}
             print(f"{label}: first 2 iterations {first:.1f} s")
     for _ in range(args.rounds):
-        for _model, step, times, v in runs.values():
+        for label, (model, step, times, v) in runs.items():
             apply(v)
             keep_freed_memory(not v.get("glibc defaults", False))
             for _ in range(args.iterations):
                 start = time.perf_counter()
                 step()
                 times.append(time.perf_counter() - start)
+            if args.parts:
+                for name, (f, b) in model.parts().items():
+                    best = parts[label].get(name, (math.inf, math.inf))
+                    parts[label][name] = (min(best[0], f), min(best[1], b))
     width = max(24, *(len(label) + 1 for label in runs))
     print(f"\n{'preset':<{width}} {'MAC/pixel':>9} {'params':>7} {'s/it min':>9} {'median':>7}")
     for label, (model, _, times, _) in runs.items():
@@ -168,6 +219,12 @@ def main() -> None:
             f"{label:<{width}} {macs:>9.0f} {params:>7} {min(times):>9.3f} "
             f"{statistics.median(times):>7.3f}"
         )
+    for label, table in parts.items():
+        if table:
+            print(f"\n{label}: ms per part (min over rounds)    forward  backward")
+            for name in PARTS:
+                f, b = table[name]
+                print(f"  {name:<36} {1e3 * f:>8.1f} {1e3 * b:>9.1f}")
 
 
 if __name__ == "__main__":

@@ -548,3 +548,29 @@ def test_the_ablation_proxy_replaces_the_warm_up_and_main_ones_only(monkeypatch)
     assert isinstance(schedule.final.quantizer, STE)
     assert schedule.iterations == 100
     assert codec.version() != OverfitCodec("coolchic_lop", "coolchic", LMBDA, 100).version()
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_the_evaluator_logs_the_fits_progress_to_a_log_file_naming_each_encode(
+    tmp_path, capsys, show
+):
+    """An overfitted encode takes minutes: where stderr is a file, the evaluator passes on
+    the fit's own lines, each naming its image and setting; and leaves logging as it was."""
+    import logging
+
+    from liclab.evaluate import evaluate_codec
+    from liclab.images import save_rgb
+
+    save_rgb(smooth_image(*SIZE), tmp_path / "x.png")
+    codec = OverfitCodec("coolchic_lop", "coolchic", LMBDA, iterations=8)
+    logger = logging.getLogger("liclab.overfit")
+    before = logger.level, logger.propagate, list(logger.handlers)
+    evaluate_codec(codec, [tmp_path / "x.png"], workers=1, show=show)
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if "MAC/pixel" in line or "done:" in line]
+    if show:
+        tag = f"  [x.png {codec.setting}] "
+        assert len(lines) == 2 and all(line.startswith(tag) for line in lines), lines
+    else:
+        assert lines == []
+    assert (logger.level, logger.propagate, list(logger.handlers)) == before

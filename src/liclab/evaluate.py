@@ -19,9 +19,11 @@ only the reading of the files, and an interrupted evaluation resumes where it st
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import sys
 import time
@@ -38,7 +40,7 @@ from liclab import LiclabError
 from liclab.curve import Curve
 from liclab.images import load_rgb
 from liclab.metrics import LEARNED, bpp, learned, ms_ssim, ms_ssim_db, psnr
-from liclab.progress import progress
+from liclab.progress import is_terminal, progress
 
 MIN_SIZE = 64  # smallest side accepted
 
@@ -116,18 +118,21 @@ def evaluate_codecs(
     workers = max(1, min(workers, len(todo)))
     jobs = ((codecs[i], path, file, measures) for i, _, path, file, _ in todo)
     what = f"{codecs[0].name}" + (f" ({len(codecs)} settings)" if len(codecs) > 1 else "")
+    lines = show and not is_terminal()  # a log file: the fits' own progress lines too
     with progress(
         len(todo), f"evaluating {what}", "encodes", enabled=show, parallel=workers
     ) as advance:
         if workers == 1:
-            _collect((_run_one(*job) for job in jobs), todo, results, advance)
+            with _fit_lines(lines):
+                _collect((_run_one(*job) for job in jobs), todo, results, advance)
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
             # spawn, not fork: the parent may hold torch's thread pool, which fork breaks.
             ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(workers, ctx, initializer=_init_worker) as pool:
+            init = functools.partial(_init_worker, lines)
+            with ProcessPoolExecutor(workers, ctx, initializer=init) as pool:
                 _collect(pool.map(_run_one_packed, jobs), todo, results, advance)
     return results
 
@@ -380,6 +385,7 @@ def _metrics_digest() -> str:
 
 
 def _run_one(codec, path: Path, file: str, measures: Measures) -> dict:
+    _JOB[0] = f"{file} {codec.setting}"
     image, notes = load_rgb(path, min_size=MIN_SIZE)
     t0 = time.perf_counter()
     data = codec.encode(image)
@@ -463,12 +469,47 @@ def _run_one_packed(job) -> dict:
     return _run_one(*job)
 
 
-def _init_worker() -> None:
+def _init_worker(fit_lines: bool = False) -> None:
     # One process per core already: keep torch (MS-SSIM, learned codecs) to one thread.
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     else:
         os.environ["OMP_NUM_THREADS"] = "1"  # read when torch is imported
+    if fit_lines:
+        _fit_lines(True).__enter__()  # open for the worker's life
+
+
+_JOB = ["-"]  # the encode a process is running, for its fits' progress lines
+
+
+class _JobFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job = _JOB[0]
+        return True
+
+
+@contextlib.contextmanager
+def _fit_lines(enabled: bool):
+    """While open (``enabled``), the progress lines of overfitted encodes (logger
+    ``liclab.overfit``, every 100 iterations; a Kodak image takes minutes) go to stderr,
+    each naming its image and setting: ``  [kodim01.png lmbda=0.001] 300/1600 main: …``."""
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  [%(job)s] %(message)s"))
+    handler.addFilter(_JobFilter())
+    logger = logging.getLogger("liclab.overfit")
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _collect(outputs, todo, results, advance) -> None:

@@ -17,9 +17,10 @@ Training passes on a CPU (gradients wanted, float32) go through a C kernel where
 (``_mlp.c``, :data:`USE_KERNEL`): eight rows per vector register, a block's activations in
 the L1 cache, the backward pass recomputing the forward one instead of storing it, rows split
 between ``torch.get_num_threads()`` threads. Forward passes without gradients (the decoder,
-validations) keep PyTorch's products. An iteration of ``coolchic_hop`` on kodim01 is ~15 %
-faster with it (``scripts/bench_overfit.py --no-kernel``); the ARM's backward pass gains
-least (its 16 × 16 weight gradients are bound by loads and stores).
+validations) keep PyTorch's products. An iteration of ``coolchic_hop`` on kodim01 takes
+15–30 % less time with it (``scripts/bench_overfit.py --no-kernel``, runs on a noisy
+machine); the ARM's backward pass gains least (its 16 × 16 weight gradients are bound by
+loads and stores).
 """
 
 from __future__ import annotations
