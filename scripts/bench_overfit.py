@@ -16,12 +16,15 @@ as before they were kept (:data:`liclab.overfit.mlp.KEEP_BYTES`); ``--chunks 409
 runs each preset at each of these MLP chunk sizes (:data:`liclab.overfit.mlp.CHUNK`);
 ``--malloc`` adds each preset with glibc's memory defaults, freed blocks handed back to the
 system, as before :func:`liclab.overfit.encode.keep_freed_memory` (set per round);
-``--parts`` also times each part of an iteration on its own, forward and backward
-(latents and proxy, ARM, Laplace rate, upsampling, synthesis, clamp and MSE; minima over the
-rounds); ``--no-kernel`` adds each preset with the MLPs' training passes in PyTorch instead of
-the C kernel (:mod:`liclab.overfit.mlp`; as where it is not built); ``--narrow 0`` runs
-the MLPs' narrow products the plain way (:data:`liclab.overfit.mlp.NARROW`), as before
-they were computed transposed.
+``--products`` times, for each layer of each preset's ARM and 1×1 synthesis on 8192 rows
+(a chunk), the forward product and the two gradient products, plain and as
+:func:`liclab.overfit.mlp._mm` computes them (transposed where the result has fewer than 8
+columns), and exits; ``--parts`` also times each part of an iteration on its own, forward
+and backward (latents and proxy, ARM, Laplace rate, upsampling, synthesis, clamp and MSE;
+minima over the rounds); ``--no-kernel`` adds each preset with the MLPs' training passes
+in PyTorch instead of the C kernel (:mod:`liclab.overfit.mlp`; as where it is not built);
+``--narrow 0`` runs the MLPs' narrow products the plain way
+(:data:`liclab.overfit.mlp.NARROW`), as before they were computed transposed.
 
     python scripts/bench_overfit.py --threads 2 --rounds 3 --iterations 5
 """
@@ -112,6 +115,32 @@ def time_parts(model, x: torch.Tensor, q) -> dict[str, tuple[float, float]]:
     return times
 
 
+def time_products(model, rows: int = 8192, repeats: int = 20) -> None:
+    """Microseconds of each MLP layer's three products on ``rows`` rows (min of
+    ``repeats``): the plain ``torch.mm`` against :func:`liclab.overfit.mlp._mm`."""
+    from liclab.overfit import mlp
+
+    layers = [(layer.in_features, layer.out_features) for layer in model.arm.layers]
+    layers += [(c.in_channels, c.out_channels) for c in model.synthesis.pointwise]
+
+    def best(f) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - start)
+        return 1e6 * min(times)
+
+    print(f"{'layer':<10} {'product':<16} {'plain (µs)':>10} {'liclab (µs)':>11}")
+    for k, m in dict.fromkeys(layers):
+        a, w, g = torch.randn(rows, k), torch.randn(m, k), torch.randn(rows, m)
+        w_t = w.t().contiguous()
+        products = (("forward a·Wᵀ", a, w_t), ("weights gᵀ·a", g.t(), a), ("input g·W", g, w))
+        for name, x, y in products:
+            plain, ours = best(lambda: torch.mm(x, y)), best(lambda: mlp._mm(x, y))  # noqa: B023
+            print(f"{f'{k}→{m}':<10} {name:<16} {plain:>10.0f} {ours:>11.0f}")
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -131,6 +160,11 @@ def parser() -> argparse.ArgumentParser:
         "--malloc",
         action="store_true",
         help="also each preset with glibc's defaults (freed memory returned to the system)",
+    )
+    parser.add_argument(
+        "--products",
+        action="store_true",
+        help="time each MLP layer's products plain and as liclab computes them, then exit",
     )
     parser.add_argument(
         "--parts",
@@ -165,6 +199,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     x, name = load_image()
     print(f"{name}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.products:
+        for preset in args.presets:
+            print(f"\n{preset}")
+            time_products(make(preset, x, False)[0])
+        return
     from liclab.overfit import mlp
     from liclab.overfit.encode import keep_freed_memory
 

@@ -59,8 +59,8 @@ def pointwise_mlp(
 def _mm(x: Tensor, y: Tensor) -> Tensor:
     """``x @ y``, computed as ``(yᵀ xᵀ)ᵀ`` (a column-major result) where it has fewer than
     :data:`NARROW` columns: a BLAS's kernels vectorise along the result's rows, and a row of
-    2, 3 or 7 values leaves most of a vector idle (MKL on AVX2, 8192 rows: 48→3 forward 4×,
-    the 7→48 layer's gradients 3–6× slower the plain way; ``scripts/bench_overfit.py
+    2, 3 or 7 values leaves most of a vector idle (MKL on AVX2, 8192 rows: the 48→3 forward
+    1.8×, the 7→48 layer's two gradients 6× slower the plain way; ``scripts/bench_overfit.py
     --products``)."""
     if _narrow(x, y):
         return torch.mm(y.t(), x.t()).t()
