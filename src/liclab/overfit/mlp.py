@@ -85,8 +85,8 @@ def _like_layout(x: Tensor, width: int) -> Tensor:
 
 def _forward_chunk(a: Tensor, weights_t, biases, flags) -> list[Tensor]:
     """The activations of one chunk: [input, after layer 0, after layer 1, …]. A chunk of a
-    column-major input is read in place (the BLAS reads it transposed: 3× faster than
-    copying it to rows first)."""
+    column-major input is read in place (the BLAS reads it transposed, faster than a copy to
+    rows and the product)."""
     acts = [a]
     for w_t, b, res, act in zip(weights_t, biases, *flags, strict=True):
         z = _mm(a, w_t).add_(b)  # faster than addmm's broadcast of the bias
@@ -159,7 +159,7 @@ class _PointwiseMLP(torch.autograd.Function):
                 g = g_in
             if grad_x is None:
                 continue
-            if columns:  # as rows of the (C, N) columns: PyTorch copies those ~5× faster
+            if columns:  # as rows of the (C, N) columns: PyTorch copies those much faster
                 grad_x.t()[:, j : j + CHUNK] = g.t()
             else:
                 grad_x[j : j + CHUNK] = g
