@@ -4,7 +4,7 @@ compiler is at hand the install goes on without them.
 - ``liclab.overfit._wavefront``: the exact ARM of the overfitted codec's decoding steps
   (without it the decoder uses numpy: the same bits, slower);
 - ``liclab.overfit._mlp``: the overfitted encoder's MLP training passes on a CPU (without it
-  PyTorch's products: the same up to float rounding, 15–30 % slower per iteration)."""
+  PyTorch's products: the same up to float rounding, 20–30 % slower per iteration)."""
 
 from setuptools import Extension, setup
 

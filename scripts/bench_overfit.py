@@ -74,8 +74,8 @@ def make(preset: str, x: torch.Tensor, compile: bool):
     start = time.perf_counter()
     for _ in range(2):  # first iterations: allocations, and the compilation
         fitter.step(q, opt)
-    model.parts = lambda: time_parts(model, x[None], q)  # for --parts
-    return model, (lambda: fitter.step(q, opt)), time.perf_counter() - start
+    parts = lambda: time_parts(model, x[None], q)  # noqa: E731 (--parts)
+    return model, (lambda: fitter.step(q, opt)), time.perf_counter() - start, parts
 
 
 PARTS = ("latents, proxy", "ARM", "Laplace rate", "upsampling", "synthesis", "clamp, MSE")
@@ -229,17 +229,17 @@ def main() -> None:
     for preset in args.presets:
         for v in variants:
             apply(v)
-            model, step, first = make(preset, x, v.get("compiled", False))
+            model, step, first, time_parts_of = make(preset, x, v.get("compiled", False))
             label = " ".join(
                 [preset]
                 + [k for k, on in v.items() if on is True]
                 + [f"{k} {on}" for k, on in v.items() if not isinstance(on, bool)]
             )
-            runs[label] = (model, step, [], v)
+            runs[label] = (model, step, [], v, time_parts_of)
             parts[label] = {}
             print(f"{label}: first 2 iterations {first:.1f} s")
     for _ in range(args.rounds):
-        for label, (model, step, times, v) in runs.items():
+        for label, (_, step, times, v, time_parts_of) in runs.items():
             apply(v)
             keep_freed_memory(not v.get("glibc defaults", False))
             for _ in range(args.iterations):
@@ -247,12 +247,12 @@ def main() -> None:
                 step()
                 times.append(time.perf_counter() - start)
             if args.parts:
-                for name, (f, b) in model.parts().items():
+                for name, (f, b) in time_parts_of().items():
                     best = parts[label].get(name, (math.inf, math.inf))
                     parts[label][name] = (min(best[0], f), min(best[1], b))
     width = max(24, *(len(label) + 1 for label in runs))
     print(f"\n{'preset':<{width}} {'MAC/pixel':>9} {'params':>7} {'s/it min':>9} {'median':>7}")
-    for label, (model, _, times, _) in runs.items():
+    for label, (model, _, times, _, _) in runs.items():
         macs, params = model.macs_per_pixel()["total"], sum(model.num_parameters().values())
         print(
             f"{label:<{width}} {macs:>9.0f} {params:>7} {min(times):>9.3f} "

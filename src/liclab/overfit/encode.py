@@ -328,10 +328,11 @@ def keep_freed_memory(keep: bool = True) -> bool:
     glibc's defaults again), where the C library is glibc (``mallopt``; elsewhere nothing
     happens, and False is returned). Every iteration of a fit allocates and frees the same
     tensors of tens of MB, and glibc hands blocks over 128 kB back to the system when they
-    are freed, so each iteration paid again a page fault per 4 kB it touched. Kept: 8–12 %
-    less time per iteration of ``coolchic_hop`` on kodim01 in one run of
-    ``scripts/bench_overfit.py --malloc`` (one thread), within the noise in another. The
-    process then holds on to its peak memory until it exits. :class:`Fitter` calls it on a
+    are freed, so each iteration paid again a page fault per 4 kB it touched. Side by side
+    (``scripts/bench_overfit.py --malloc``, ``results/overfit-speed/bench_overfit_kernel*.txt``)
+    the median iteration of ``coolchic_hop`` was lower with memory kept in 7 of 8 pairs, by
+    up to 30 %, on an hour whose noise was as large. The process then holds on to its peak
+    memory until it exits. :class:`Fitter` calls it on a
     CPU."""
     mallopt = _mallopt()
     if mallopt is None:

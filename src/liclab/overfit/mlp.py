@@ -18,8 +18,9 @@ Training passes on a CPU (gradients wanted, float32) go through a C kernel where
 the L1 cache, the backward pass recomputing the forward one instead of storing it, rows split
 between ``torch.get_num_threads()`` threads. Forward passes without gradients (the decoder,
 validations) keep PyTorch's products. An iteration of ``coolchic_hop`` on kodim01 takes
-15–30 % less time with it (``scripts/bench_overfit.py --no-kernel``, runs on a noisy
-machine); the ARM's backward pass gains least (its 16 × 16 weight gradients are bound by
+20–30 % less time with it (``scripts/bench_overfit.py --no-kernel --narrow 0 8 --malloc``,
+``results/overfit-speed/bench_overfit_kernel*.txt``: minima and medians, one and two
+threads); the ARM's backward pass gains least (its 16 × 16 weight gradients are bound by
 loads and stores).
 """
 
