@@ -180,17 +180,22 @@ def test_learned_upsampling_starts_as_bicubic_interpolation():
     assert torch.allclose(ours[..., 4:-4, 4:-4], ref[..., 4:-4, 4:-4], atol=1e-5)
 
 
-def test_prefilter_is_a_separable_symmetric_filter_plus_identity_with_exact_gradients():
+@pytest.mark.parametrize("padding", ["replicate", "zeros"])
+def test_prefilter_is_a_separable_symmetric_filter_plus_identity_with_exact_gradients(padding):
     g = torch.Generator().manual_seed(0)
     half = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
     kernel = torch.cat([half, half[:-1].flip(0)]).detach()
+    mode = "constant" if padding == "zeros" else "replicate"
     for shape in [(1, 1, 13, 17), (1, 2, 5, 4), (1, 1, 2, 1)]:  # grids narrower than the kernel
         x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
         flat = x.detach().reshape(-1, 1, *shape[-2:])
-        ref = F.conv2d(F.pad(flat, (3, 3, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 7))
-        ref = F.conv2d(F.pad(ref, (0, 0, 3, 3), mode="replicate"), kernel.view(1, 1, 7, 1))
-        assert torch.allclose(prefilter(x, half), x + ref.view(shape), atol=1e-12)
-        assert torch.autograd.gradcheck(prefilter, (x, half))
+        ref = F.conv2d(F.pad(flat, (3, 3, 0, 0), mode=mode), kernel.view(1, 1, 1, 7))
+        ref = F.conv2d(F.pad(ref, (0, 0, 3, 3), mode=mode), kernel.view(1, 1, 7, 1))
+        if padding == "zeros":  # Cool-chic's: one 2-D convolution with zero padding
+            ref2 = F.conv2d(flat, torch.outer(kernel, kernel).view(1, 1, 7, 7), padding=3)
+            assert torch.allclose(ref, ref2, atol=1e-12)
+        assert torch.allclose(prefilter(x, half, padding), x + ref.view(shape), atol=1e-12)
+        assert torch.autograd.gradcheck(lambda x, h: prefilter(x, h, padding), (x, half))
     # initialised as a unit impulse: the finer grid enters the synthesis doubled (Cool-chic's)
     up = LearnedUpsampling(levels=2, kernel_size=8, preconcat=7)
     y = [torch.randn(1, 1, 8, 12, generator=g), torch.randn(1, 1, 4, 6, generator=g)]

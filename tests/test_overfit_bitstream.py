@@ -43,10 +43,14 @@ def one_thread():
 
 def tiny(kind: str = "coolchic") -> CoolChic:
     """Cool-chic-like (learned upsampling with pre-concatenation filters, ReLU; "coolchic-4"
-    without the filters) or C3-like (bilinear, GELU, coarse context)."""
+    without the filters, "coolchic-zeros" with them zero-padded) or C3-like (bilinear, GELU,
+    coarse context)."""
     if kind.startswith("coolchic"):
         preconcat = 0 if kind == "coolchic-4" else 7
-        up = functools.partial(LearnedUpsampling, kernel_size=8, preconcat=preconcat)
+        padding = "zeros" if kind == "coolchic-zeros" else "replicate"
+        up = functools.partial(
+            LearnedUpsampling, kernel_size=8, preconcat=preconcat, preconcat_padding=padding
+        )
         syn = {"init": "coolchic"}
         arm = ARM(context=24, hidden_layers=2)
     else:
@@ -82,11 +86,14 @@ def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     return float(10 * torch.log10(255**2 / torch.mean((x8 - torch.round(x * 255)) ** 2)))
 
 
-@pytest.mark.parametrize("kind", ["coolchic", "coolchic-4", "c3"])
+@pytest.mark.parametrize("kind", ["coolchic", "coolchic-4", "coolchic-zeros", "c3"])
 def test_the_decoder_returns_exactly_the_encoders_reconstruction(kind):
     model, _, encoded, float_psnr = fitted(kind)
     decoded = coding.decode(encoded.data, "x.lic")
     assert np.array_equal(decoded, encoded.image)
+    arch = coding.Architecture.of(model)  # the file names the pre-concatenation padding
+    assert arch.preconcat_zeros == (kind == "coolchic-zeros")
+    assert coding.Architecture.parse(tuple(arch.ints()))[0] == arch
     # the exact arithmetic is the quantised float network's, to ~1e-4 of a pixel level
     with torch.no_grad():
         x_hat = model()["x_hat"]  # eval forward: quantised networks, rounded latents
@@ -352,13 +359,16 @@ def test_gelu_table_entries_are_far_from_rounding_ties_and_vanish_at_its_ends():
     assert torch.equal(exact.gelu(h.clone()), torch.round(gelu * 2**exact.SYN_BITS))
 
 
-def test_exact_upsampling_equals_the_models_on_dyadic_values():
+@pytest.mark.parametrize("padding", ["replicate", "zeros"])
+def test_exact_upsampling_equals_the_models_on_dyadic_values(padding):
     g = torch.Generator().manual_seed(0)
     y = [
         torch.randint(-9, 9, (1, 1, -(-13 // 2**i), -(-21 // 2**i)), generator=g).double()
         for i in range(3)
     ]
-    learned = LearnedUpsampling(levels=3, kernel_size=8, preconcat=7).double()
+    learned = LearnedUpsampling(3, kernel_size=8, preconcat=7, preconcat_padding=padding)
+    learned = learned.double()
+    zeros = padding == "zeros"
     with torch.no_grad():
         for k in learned.kernels:  # three fraction bits: nothing to round on the 2^-12 grid
             k.copy_(torch.round(k * 8) / 8)
@@ -367,13 +377,14 @@ def test_exact_upsampling_equals_the_models_on_dyadic_values():
     kernels = [k.detach() for k in learned.kernels]
     filters = [f.detach() for f in learned.filters]
     size = tuple(y[0].shape[-2:])
-    assert torch.equal(exact.upsampled(y[1:], size, kernels, filters=filters), learned(y)[:, 1:])
-    y0 = exact.prefiltered(y[0], filters[0]) / 2**exact.UP_BITS
+    up = exact.upsampled(y[1:], size, kernels, filters=filters, zeros=zeros)
+    assert torch.equal(up, learned(y)[:, 1:])
+    y0 = exact.prefiltered(y[0], filters[0], zeros=zeros) / 2**exact.UP_BITS
     assert torch.equal(y0, learned(y)[:, :1])
     # a band of rows is what the whole grid gives there (the decoder works band by band)
-    assert torch.equal(
-        exact.prefiltered(y[0][0, 0], filters[0], 4, 9) / 2**exact.UP_BITS, y0[0, 0, 4:9]
-    )
+    for a, b in [(4, 9), (0, 2), (10, 13)]:
+        band = exact.prefiltered(y[0][0, 0], filters[0], a, b, zeros=zeros) / 2**exact.UP_BITS
+        assert torch.equal(band, y0[0, 0, a:b])
     learned.preconcat = 0
     assert torch.equal(exact.upsampled(y[1:], size, kernels), learned(y)[:, 1:])
     assert torch.equal(exact.upsample2(y[1].clone(), kernels[0]), upsample2(y[1], kernels[0]))
@@ -381,9 +392,11 @@ def test_exact_upsampling_equals_the_models_on_dyadic_values():
     assert (exact.upsampled(y[1:], size, None) - reference).abs().max() < 2e-3
 
 
-@pytest.mark.parametrize("preconcat", [7, 0])
+@pytest.mark.parametrize(("preconcat", "zeros"), [(7, False), (7, True), (0, False)])
 @pytest.mark.parametrize("size", [(37, 53), (64, 96), (9, 5)])
-def test_upsampling_row_by_row_reads_only_decoded_rows_and_equals_the_whole_pass(size, preconcat):
+def test_upsampling_row_by_row_reads_only_decoded_rows_and_equals_the_whole_pass(
+    size, preconcat, zeros
+):
     """The decoder's worker upsamples rows while the grids decode (rows of every grid arriving
     in order, at their own pace): rows not decoded yet hold NaN here, so a premature read
     would show."""
@@ -395,11 +408,12 @@ def test_upsampling_row_by_row_reads_only_decoded_rows_and_equals_the_whole_pass
     kernels = [torch.round(k.detach() * 64) / 64 for k in learned.kernels]
     filters = [torch.randint(-4, 5, (4,), generator=g) / 8 for _ in range(levels - 1)]
     filters = filters if preconcat else None
-    whole = exact.upsampled([t[None, None] for t in y[1:]], size, kernels, filters=filters)[0]
+    coarse = [t[None, None] for t in y[1:]]
+    whole = exact.upsampled(coarse, size, kernels, filters=filters, zeros=zeros)[0]
     rng = np.random.default_rng(0)
     for _ in range(3):
         grids = [torch.full(s, float("nan"), dtype=torch.float64) for s in shapes]
-        stream = exact.UpsamplingStream(grids, kernels, filters)
+        stream = exact.UpsamplingStream(grids, kernels, filters, zeros)
         decoded = [0] * levels
         while stream.done < size[0]:
             for level, (h, _) in enumerate(shapes):
@@ -550,27 +564,32 @@ def test_the_ablation_proxy_replaces_the_warm_up_and_main_ones_only(monkeypatch)
     assert codec.version() != OverfitCodec("coolchic_lop", "coolchic", LMBDA, 100).version()
 
 
-@pytest.mark.parametrize("show", [True, False])
+@pytest.mark.parametrize(("show", "workers"), [(True, 1), (False, 1), (True, 2)])
 def test_the_evaluator_logs_the_fits_progress_to_a_log_file_naming_each_encode(
-    tmp_path, capsys, show
+    tmp_path, capfd, show, workers
 ):
     """An overfitted encode takes minutes: where stderr is a file, the evaluator passes on
-    the fit's own lines, each naming its image and setting; and leaves logging as it was."""
+    the fit's own lines, each naming its image and setting, from its worker processes too;
+    and leaves logging as it was."""
     import logging
 
     from liclab.evaluate import evaluate_codec
     from liclab.images import save_rgb
 
-    save_rgb(smooth_image(*SIZE), tmp_path / "x.png")
+    names = [f"x{i}.png" for i in range(workers)]
+    for name in names:
+        save_rgb(smooth_image(*SIZE), tmp_path / name)
     codec = OverfitCodec("coolchic_lop", "coolchic", LMBDA, iterations=8)
     logger = logging.getLogger("liclab.overfit")
     before = logger.level, logger.propagate, list(logger.handlers)
-    evaluate_codec(codec, [tmp_path / "x.png"], workers=1, show=show)
-    err = capsys.readouterr().err.splitlines()
+    evaluate_codec(codec, [tmp_path / n for n in names], workers=workers, show=show)
+    err = capfd.readouterr().err.splitlines()
     lines = [line for line in err if "MAC/pixel" in line or "done:" in line]
     if show:
-        tag = f"  [x.png {codec.setting}] "
-        assert len(lines) == 2 and all(line.startswith(tag) for line in lines), lines
+        for name in names:
+            tag = f"  [{name} {codec.setting}] "
+            assert sum(line.startswith(tag) for line in lines) == 2, lines
+        assert len(lines) == 2 * workers
     else:
         assert lines == []
     assert (logger.level, logger.propagate, list(logger.handlers)) == before

@@ -475,8 +475,11 @@ def _init_worker(fit_lines: bool = False) -> None:
         sys.modules["torch"].set_num_threads(1)
     else:
         os.environ["OMP_NUM_THREADS"] = "1"  # read when torch is imported
-    if fit_lines:
-        _fit_lines(True).__enter__()  # open for the worker's life
+    if fit_lines:  # open for the worker's life (held: a collected generator would close it)
+        _WORKER_CONTEXT.enter_context(_fit_lines(True))
+
+
+_WORKER_CONTEXT = contextlib.ExitStack()
 
 
 _JOB = ["-"]  # the encode a process is running, for its fits' progress lines

@@ -9,7 +9,8 @@ The container is liclab's (:mod:`liclab.bitstream`); its fields are used so::
     size         H, W
     shape        the descriptor, small integers (one byte each, two for values ≥ 128):
                    L, K, hidden layers, C, upsampling kernel (0: bilinear) + 128 × taps of
-                   its pre-concatenation filters (0: none),
+                   its pre-concatenation filters (0: none) + 4096 if they read zeros outside
+                   their grid (else its edges),
                    number of synthesis hidden layers, their widths, residual layers,
                    activation (0 ReLU, 1 GELU),
                    the ARM's rounding bits F (0: none; :class:`~liclab.overfit.exact.ExactARM`),
@@ -64,14 +65,16 @@ class Architecture:
     residual_layers: int
     activation: int  # index into ACTIVATIONS
     preconcat: int = 0  # taps of the learned upsampling's pre-concatenation filters (0: none)
+    preconcat_zeros: bool = False  # they read zeros outside their grid (else its edges)
 
     @classmethod
     def of(cls, model: CoolChic) -> Architecture:
         """The architecture of ``model``; ValueError for modules no bitstream describes."""
         arm, up, syn = model.arm, model.upsampling, model.synthesis
-        preconcat = 0
+        preconcat, zeros = 0, False
         if isinstance(up, LearnedUpsampling):
             kernel, preconcat = up.kernel_size, up.preconcat
+            zeros = bool(preconcat) and up.preconcat_padding == "zeros"
         elif isinstance(up, BilinearUpsampling):
             kernel = 0
         else:
@@ -91,6 +94,7 @@ class Architecture:
             residual_layers=len(syn.residual),
             activation=codes[0],
             preconcat=preconcat,
+            preconcat_zeros=zeros,
         )
 
     def ints(self) -> list[int]:
@@ -99,7 +103,7 @@ class Architecture:
             self.context,
             self.hidden_layers,
             self.coarse,
-            self.upsampling_kernel + 128 * self.preconcat,
+            self.upsampling_kernel + 128 * self.preconcat + 4096 * self.preconcat_zeros,
             len(self.synthesis_hidden),
             *self.synthesis_hidden,
             self.residual_layers,
@@ -110,13 +114,14 @@ class Architecture:
     def parse(cls, ints: tuple[int, ...]) -> tuple[Architecture, int]:
         """(architecture, number of integers read) from the start of ``ints``."""
         n_hidden = ints[5]
-        kernel, preconcat = ints[4] % 128, ints[4] // 128
+        kernel, preconcat, zeros = ints[4] % 128, ints[4] // 128 % 32, ints[4] // 4096
         arch = cls(
             *ints[:4],
             kernel,
             tuple(ints[6 : 6 + n_hidden]),
             *ints[6 + n_hidden : 8 + n_hidden],
             preconcat=preconcat,
+            preconcat_zeros=bool(zeros),
         )
         if len(arch.synthesis_hidden) != n_hidden or not (
             1 <= arch.levels <= 16
@@ -126,7 +131,7 @@ class Architecture:
             and arch.upsampling_kernel % 4 == 0
             and arch.upsampling_kernel <= 64
             and (arch.preconcat == 0 or (arch.preconcat % 2 == 1 and arch.upsampling_kernel > 0))
-            and arch.preconcat <= 31
+            and zeros <= int(arch.preconcat > 0)
             and all(1 <= w <= 1024 for w in arch.synthesis_hidden)
             and arch.residual_layers <= 16
             and arch.activation < len(ACTIVATIONS)
@@ -138,7 +143,10 @@ class Architecture:
         """A model of this architecture for an image of ``size`` (parameters initialised)."""
         if self.upsampling_kernel:
             up = functools.partial(
-                LearnedUpsampling, kernel_size=self.upsampling_kernel, preconcat=self.preconcat
+                LearnedUpsampling,
+                kernel_size=self.upsampling_kernel,
+                preconcat=self.preconcat,
+                preconcat_padding="zeros" if self.preconcat_zeros else "replicate",
             )
         else:
             up = BilinearUpsampling
@@ -273,4 +281,5 @@ def _decoder(arch: Architecture, groups: list[params.Group], rounding: int) -> D
         ACTIVATIONS[arch.activation][1],
         rounding,
         preconcat=bool(arch.preconcat),
+        preconcat_zeros=arch.preconcat_zeros,
     )

@@ -45,6 +45,7 @@ class Decoder:
         activation: :func:`liclab.overfit.exact.relu` or :func:`~liclab.overfit.exact.gelu`.
         rounding: the ARM's rounding bits (0: none).
         preconcat: the learned upsampling has pre-concatenation filters (Cool-chic 5).
+        preconcat_zeros: they read zeros outside their grid (else its edges).
     """
 
     def __init__(
@@ -58,7 +59,9 @@ class Decoder:
         activation,
         rounding: int,
         preconcat: bool = False,
+        preconcat_zeros: bool = False,
     ):
+        self.zeros = preconcat_zeros
         arm = [f"arm.layers.{i}" for i in range(hidden_layers + 1)]
         self.arm = exact.ExactARM(
             [values[f"{n}.weight"] for n in arm],
@@ -88,10 +91,11 @@ class Decoder:
     def image(self, y_hat: list[Tensor], verify: bool = False) -> Tensor:
         """x̂ (1, 3, H, W) float64 of the grids (each (1, 1, h, w) float64), in one pass."""
         size = tuple(y_hat[0].shape[-2:])
-        up = exact.upsampled(y_hat[1:], size, self.kernels, verify, self.filters)
+        up = exact.upsampled(y_hat[1:], size, self.kernels, verify, self.filters, self.zeros)
         y0 = y_hat[0]
         if self.filters:
-            y0 = exact.prefiltered(y0, self.filters[0], verify=verify) * 2.0**-exact.UP_BITS
+            y0 = exact.prefiltered(y0, self.filters[0], verify=verify, zeros=self.zeros)
+            y0 = y0 * 2.0**-exact.UP_BITS
         return self.synthesis(torch.cat([y0, up], dim=1), verify)
 
     def decode(self, wavefront: Wavefront, data: bytes) -> tuple[list[np.ndarray], Tensor]:
@@ -133,7 +137,7 @@ class Decoder:
         (h, w), levels = wavefront.shapes[0], len(wavefront.shapes)
         grids = [torch.from_numpy(g) for g in wavefront.views(canvas)]
         if self.kernels is not None and levels > 1:  # upsampled row by row as grids decode
-            stream = exact.UpsamplingStream(grids, self.kernels, self.filters)
+            stream = exact.UpsamplingStream(grids, self.kernels, self.filters, self.zeros)
         else:  # bilinear (C3): once the coarse grids are decoded
             stream = None
             if progress.wait(wavefront.finished(range(1, levels))) is None:
@@ -161,7 +165,9 @@ class Decoder:
                 ready = min(ready, stream.advance(decoded))
             if ready > done[0]:
                 if self.filters:
-                    y0 = exact.prefiltered(finest, self.filters[0], done[0], ready)
+                    y0 = exact.prefiltered(
+                        finest, self.filters[0], done[0], ready, zeros=self.zeros
+                    )
                     y0 = y0 * 2.0**-exact.UP_BITS
                 else:
                     y0 = finest[done[0] : ready]

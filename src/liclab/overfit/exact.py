@@ -170,19 +170,27 @@ def _phases(xp: Tensor, k: list[float], n: int, dim: int) -> Tensor:
 
 
 def prefiltered(
-    y: Tensor, half: Tensor, start: int = 0, stop: int | None = None, verify: bool = False
+    y: Tensor,
+    half: Tensor,
+    start: int = 0,
+    stop: int | None = None,
+    verify: bool = False,
+    zeros: bool = False,
 ) -> Tensor:
     """Rows ``start:stop`` of ``ŷ + f ∗ ŷ`` (:class:`~liclab.overfit.upsampling.LearnedUpsampling`'s
     pre-concatenation filter f = [half, reversed(half[:-1])]) for a grid ``ŷ`` (…, h, w) of
     integers, in units of 2^−UP_BITS (integers): the horizontal pass, then the vertical one,
-    each rounded; edges replicated. Only rows start − p … stop + p − 1 of ``ŷ`` are read (p the
-    kernel's radius), so a band gives the rows the whole grid would."""
+    each rounded; edges replicated, or zeros outside with ``zeros``. Only rows
+    start − p … stop + p − 1 of ``ŷ`` are read (p the kernel's radius), so a band gives the
+    rows the whole grid would."""
     h = y.shape[-2]
     stop = h if stop is None else stop
     p, scale = half.numel() - 1, 2.0**UP_BITS
     k = half.tolist()
-    rows = torch.arange(start - p, stop + p).clamp_(0, h - 1)
-    x = y.index_select(-2, rows) * scale
+    rows = torch.arange(start - p, stop + p)
+    x = y.index_select(-2, rows.clamp(0, h - 1)) * scale
+    if zeros:  # a zero row stays zero through the horizontal pass
+        x[..., (rows < 0) | (rows >= h), :] = 0
     if verify:
         gain = 2 * sum(map(abs, k)) - abs(k[p])  # Σ|f|: each pass multiplies the bound by it
         bound = float(x.abs().max()) * max(gain, gain * gain)
@@ -192,7 +200,8 @@ def prefiltered(
         xp = x  # rows already span start − p … stop + p − 1; columns are padded here
         if dim == -1:
             flat = x.flatten(0, -3) if x.dim() > 3 else x  # replicate pads ≤ 3-D input
-            xp = F.pad(flat, (p, p), mode="replicate").view(*x.shape[:-1], -1)
+            mode = "constant" if zeros else "replicate"
+            xp = F.pad(flat, (p, p), mode=mode).view(*x.shape[:-1], -1)
         out = xp.narrow(dim, p, n) * k[p]
         for t in range(1, p + 1):
             out.add_(xp.narrow(dim, p - t, n) + xp.narrow(dim, p + t, n), alpha=k[p - t])
@@ -206,12 +215,14 @@ def upsampled(
     kernels: list[Tensor] | None,
     verify: bool = False,
     filters: list[Tensor] | None = None,
+    zeros: bool = False,
 ) -> Tensor:
     """The grids ŷ_1 … ŷ_{L−1} (``coarse``) at full resolution, (1, L − 1, H, W) float64: what
     the upsampling (:mod:`liclab.overfit.upsampling`) puts beside ŷ_0 (or beside
     :func:`prefiltered` ŷ_0, with ``filters``). ``kernels``: the learned upsampling's
     (Cool-chic), or None for bilinear (C3, with interpolation weights rounded to 2^−16, then
-    exact); ``filters``: its pre-concatenation filters (None: none)."""
+    exact); ``filters``: its pre-concatenation filters (None: none), padded with zeros with
+    ``zeros`` (else edges replicated)."""
     h, w = size
     scale = 2.0**UP_BITS
     if not coarse:
@@ -230,7 +241,7 @@ def upsampled(
         if level:
             fine = coarse[level - 1]
             if filters:
-                fine = prefiltered(fine, filters[level], verify=verify)
+                fine = prefiltered(fine, filters[level], verify=verify, zeros=zeros)
             else:
                 fine = fine * scale
             x = torch.cat([fine, x], dim=1)
@@ -260,10 +271,11 @@ class UpsamplingStream:
             goes on (the finest one is not read).
         kernels: the learned upsampling's kernels (one per coarse level).
         filters: its pre-concatenation filters (None: none).
+        zeros: those filters read zeros outside their grid (else its edges).
     """
 
-    def __init__(self, grids: list[Tensor], kernels: list[Tensor], filters=None):
-        self.grids, self.filters = grids, filters
+    def __init__(self, grids: list[Tensor], kernels: list[Tensor], filters=None, zeros=False):
+        self.grids, self.filters, self.zeros = grids, filters, zeros
         self.kernels = [torch.cat([half, half.flip(0)]).tolist() for half in kernels]
         levels = len(grids)
         shapes = [tuple(g.shape) for g in grids]
@@ -324,7 +336,7 @@ class UpsamplingStream:
             if level:
                 fine = self.grids[level][None]
                 if self.filters:
-                    fine = prefiltered(fine, self.filters[level], a, b)
+                    fine = prefiltered(fine, self.filters[level], a, b, zeros=self.zeros)
                 else:
                     fine = fine[:, a:b] * scale
                 self.x[level][:1, a:b] = fine

@@ -39,19 +39,31 @@ def upsample2(x: Tensor, half: Tensor) -> Tensor:
     return x[..., crop : crop + 2 * h, :]
 
 
-def prefilter(x: Tensor, half: Tensor) -> Tensor:
+PADDINGS = ("replicate", "zeros")
+"""How a pre-concatenation filter sees outside its grid: edges replicated (liclab's until the
+tenth session) or zeros (Cool-chic's ``F.conv2d(padding=k // 2)``)."""
+
+
+def prefilter(x: Tensor, half: Tensor, padding: str = "replicate") -> Tensor:
     """``x + f ∗ x`` for ``x`` (1, C, h, w) and the separable symmetric odd kernel
     f = [half, reversed(half[:-1])] (``half[-1]`` its centre): horizontally then vertically,
-    each pass ``c·x[i] + Σ_t a_t·(x[i − t] + x[i + t])`` on edge-replicated input.
-    Differentiable in both; its own backward pass (the adjoint of each pass is the same
-    symmetric filter, with the replicated edges folded back), cheaper than autograd's."""
-    return _Prefilter.apply(x, half)
+    each pass ``c·x[i] + Σ_t a_t·(x[i − t] + x[i + t])`` on input padded as ``padding``
+    (:data:`PADDINGS`). Differentiable in both; its own backward pass (the adjoint of each
+    pass is the same symmetric filter, with replicated edges folded back), cheaper than
+    autograd's."""
+    return _Prefilter.apply(x, half, padding == "zeros")
 
 
-def _pass(x: Tensor, k: list[float], dim: int) -> tuple[Tensor, Tensor]:
-    """(one filtering pass of ``x`` along ``dim``, ``x`` edge-padded along it)."""
+def _pad(x: Tensor, p: int, dim: int, zeros: bool) -> Tensor:
+    return F.pad(
+        x, (p, p, 0, 0) if dim == -1 else (0, 0, p, p), mode="constant" if zeros else "replicate"
+    )
+
+
+def _pass(x: Tensor, k: list[float], dim: int, zeros: bool) -> tuple[Tensor, Tensor]:
+    """(one filtering pass of ``x`` along ``dim``, ``x`` padded along it)."""
     p, n = len(k) - 1, x.shape[dim]
-    xp = F.pad(x, (p, p, 0, 0) if dim == -1 else (0, 0, p, p), mode="replicate")
+    xp = _pad(x, p, dim, zeros)
     out = x * k[p]
     for t in range(1, p + 1):
         out.add_(xp.narrow(dim, p - t, n), alpha=k[p - t])
@@ -61,11 +73,12 @@ def _pass(x: Tensor, k: list[float], dim: int) -> tuple[Tensor, Tensor]:
 
 class _Prefilter(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, half: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, half: Tensor, zeros: bool) -> Tensor:
         k = half.tolist()
-        across, _ = _pass(x, k, -1)
-        out, _ = _pass(across, k, -2)
+        across, _ = _pass(x, k, -1, zeros)
+        out, _ = _pass(across, k, -2, zeros)
         ctx.save_for_backward(x, across, half)
+        ctx.zeros = zeros
         return out.add_(x)
 
     @staticmethod
@@ -76,7 +89,7 @@ class _Prefilter(torch.autograd.Function):
         g = grad
         for dim, inp in ((-2, across), (-1, x)):  # the passes in reverse
             n = inp.shape[dim]
-            xp = F.pad(inp, (p, p, 0, 0) if dim == -1 else (0, 0, p, p), mode="replicate")
+            xp = _pad(inp, p, dim, ctx.zeros)
             flat = g.reshape(-1)
             grad_half[p] += torch.dot(flat, inp.reshape(-1))
             for t in range(1, p + 1):
@@ -88,9 +101,10 @@ class _Prefilter(torch.autograd.Function):
                 gp.narrow(dim, p - t, n).add_(g, alpha=k[p - t])
                 gp.narrow(dim, p + t, n).add_(g, alpha=k[p - t])
             g = gp.narrow(dim, p, n).clone()
-            g.narrow(dim, 0, 1).add_(gp.narrow(dim, 0, p).sum(dim, keepdim=True))
-            g.narrow(dim, n - 1, 1).add_(gp.narrow(dim, n + p, p).sum(dim, keepdim=True))
-        return g.add_(grad), grad_half
+            if not ctx.zeros:  # the padding's gradient goes to the edge it replicates
+                g.narrow(dim, 0, 1).add_(gp.narrow(dim, 0, p).sum(dim, keepdim=True))
+                g.narrow(dim, n - 1, 1).add_(gp.narrow(dim, n + p, p).sum(dim, keepdim=True))
+        return g.add_(grad), grad_half, None
 
 
 class LearnedUpsampling(nn.Module):
@@ -109,10 +123,23 @@ class LearnedUpsampling(nn.Module):
         preconcat: taps (odd) of a filter on each finer grid before it joins the upsampled
             ones, ``ŷ_l + f_l ∗ ŷ_l`` with f_l separable and symmetric, initialised to a unit
             impulse (Cool-chic 5, 7 taps); 0: none.
+        preconcat_padding: what those filters read outside their grid, ``"replicate"`` (its
+            edges) or ``"zeros"`` (Cool-chic's).
     """
 
-    def __init__(self, levels: int, kernel_size: int = 8, preconcat: int = 0):
+    def __init__(
+        self,
+        levels: int,
+        kernel_size: int = 8,
+        preconcat: int = 0,
+        preconcat_padding: str = "replicate",
+    ):
         super().__init__()
+        if preconcat_padding not in PADDINGS:
+            raise ValueError(
+                f"upsampling preconcat_padding must be one of {PADDINGS}, not {preconcat_padding!r}"
+            )
+        self.preconcat_padding = preconcat_padding
         if kernel_size < 4 or kernel_size % 4:
             raise ValueError(f"upsampling kernel_size must be a multiple of 4, not {kernel_size}")
         if preconcat and preconcat % 2 == 0:
@@ -135,7 +162,7 @@ class LearnedUpsampling(nn.Module):
             x = upsample2(x, self.kernels[level])[..., :h, :w]
             fine = y_hat[level]
             if self.preconcat:
-                fine = prefilter(fine, self.filters[level])
+                fine = prefilter(fine, self.filters[level], self.preconcat_padding)
             x = torch.cat([fine, x], dim=1)
         return x
 
