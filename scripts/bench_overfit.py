@@ -23,6 +23,8 @@ columns), and exits; ``--parts`` also times each part of an iteration on its own
 and backward (latents and proxy, ARM, Laplace rate, upsampling, synthesis, clamp and MSE;
 minima over the rounds); ``--no-kernel`` adds each preset with the MLPs' training passes
 in PyTorch instead of the C kernel (:mod:`liclab.overfit.mlp`; as where it is not built);
+``--no-conv-kernel`` adds each preset with the synthesis's 3×3 residual layers in PyTorch
+(oneDNN) instead of the C kernel (:func:`liclab.overfit.mlp.conv3x3`);
 ``--narrow 0`` runs the MLPs' narrow products the plain way
 (:data:`liclab.overfit.mlp.NARROW`), as before they were computed transposed.
 
@@ -177,6 +179,11 @@ def parser() -> argparse.ArgumentParser:
         help="also each preset with the MLPs' training passes in PyTorch, not the C kernel",
     )
     parser.add_argument(
+        "--no-conv-kernel",
+        action="store_true",
+        help="also each preset with the 3x3 residual layers in PyTorch, not the C kernel",
+    )
+    parser.add_argument(
         "--narrow",
         type=int,
         nargs="+",
@@ -215,6 +222,7 @@ def main() -> None:
         ("narrow", args.narrow),
         ("glibc defaults", (False, True) if args.malloc else None),
         ("no C kernel", (False, True) if args.no_kernel else None),
+        ("no conv kernel", (False, True) if args.no_conv_kernel else None),
     ):
         if values:
             variants = [{**v, key: value} for v in variants for value in values]
@@ -223,6 +231,7 @@ def main() -> None:
         mlp.KEEP_BYTES = 0 if v.get("recomputed") else KEEP_BYTES
         mlp.CHUNK, mlp.NARROW = v.get("chunk", CHUNK), v.get("narrow", NARROW)
         mlp.USE_KERNEL = not v.get("no C kernel", False)
+        mlp.USE_CONV_KERNEL = not v.get("no conv kernel", False)
 
     KEEP_BYTES, CHUNK, NARROW = mlp.KEEP_BYTES, mlp.CHUNK, mlp.NARROW
     runs, parts = {}, {}

@@ -580,6 +580,52 @@ def test_mlp_kernel_equals_the_network_with_its_gradients(monkeypatch, threads, 
         assert not calls
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("size", [(37, 53), (5, 7), (40, 16)])
+def test_conv3x3_kernel_equals_pytorchs_convolution_with_its_gradients(monkeypatch, threads, size):
+    """The synthesis's 3×3 residual layers through the C kernel (float32, eight columns per
+    vector and a ragged tail, rows split between threads) against PyTorch's replicate-padded
+    convolution in float64; the synthesis uses it where gradients are wanted, not without."""
+    from liclab.overfit import mlp
+
+    if mlp._kernel() is None:
+        pytest.skip("liclab.overfit._mlp is not built here")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    g = torch.Generator().manual_seed(0)
+    leaves64 = [
+        torch.randn(1, 3, *size, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(3, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True),
+    ]
+    x, w, b = leaves64
+    reference = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, b)
+    grad_out = torch.randn(reference.shape, generator=g, dtype=torch.float64)
+    expected = torch.autograd.grad(reference, leaves64, grad_out)
+    leaves = [t.detach().float().requires_grad_() for t in leaves64]
+    assert mlp.conv3x3_fits(leaves[0], [leaves[1]])
+    assert len(mlp._conv_ranges(size[0])) == min(threads, max(1, size[0] // 16))
+    out = mlp.conv3x3(*leaves)
+    grads = torch.autograd.grad(out, leaves, grad_out.float())
+    assert torch.allclose(out.double(), reference, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max())
+    # the synthesis: the kernel in training passes only, the same output either way
+    syn = Synthesis(7, hidden=[12], residual_layers=2)
+    with torch.no_grad():
+        for conv in syn.residual:
+            conv.weight.normal_(0, 0.2, generator=g)
+    y = torch.randn(1, 7, *size, generator=g)
+    calls = []
+    monkeypatch.setattr(
+        mlp, "_valid_conv3", lambda *a, f=mlp._valid_conv3: calls.append(1) or f(*a)
+    )
+    trained = syn(y)
+    assert len(calls) == 2
+    with torch.no_grad():
+        plain = syn(y)
+    assert len(calls) == 2 and torch.allclose(trained, plain, atol=1e-5)
+
+
 def test_mlp_kernel_is_built_where_the_decoder_kernel_is():
     """Both C extensions build under the same conditions: one without the other is a
     packaging fault, not a missing compiler."""

@@ -22,6 +22,10 @@ validations) keep PyTorch's products. An iteration of ``coolchic_hop`` on kodim0
 ``results/overfit-speed/bench_overfit_kernel*.txt``: minima and medians, one and two
 threads); the ARM's backward pass gains least (its 16 × 16 weight gradients are bound by
 loads and stores).
+
+The same library carries the synthesis's 3×3 residual layers (3 channels to 3; oneDNN's
+slowest case) for training passes: :func:`conv3x3` (:data:`USE_CONV_KERNEL`), planar, eight
+columns per vector (``_conv3_kernel.h``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ CHUNK = 8192  # rows per chunk: a 48-wide float32 activation of it is 1.5 MB
 NARROW = 8  # a product with fewer result columns is computed transposed (_mm)
 KEEP_BYTES = 2**30  # activations kept for the backward pass, at most (a Kodak image: ~0.2 GB)
 USE_KERNEL = True  # training passes on a CPU through the C kernel where it is built (_kernel)
+USE_CONV_KERNEL = True  # and the synthesis's 3x3 residual layers (conv3x3), with USE_KERNEL
 
 
 def pointwise_mlp(
@@ -189,6 +194,9 @@ def _kernel():
     lib.mlp_forward.argtypes = [i, p, long, long, long, p, long, long, i, p, p, p, p]
     lib.mlp_backward.argtypes = [i, p, long, long, long, p, long, long, p, i, p, p, p, p, p, p]
     lib.mlp_forward.restype = lib.mlp_backward.restype = ctypes.c_int
+    lib.conv3_forward.argtypes = [i, p, long, long, p, long, long, long, long, long, p, p]
+    lib.conv3_wgrad.argtypes = [i, p, long, long, p, long, long, long, long, long, p, p]
+    lib.conv3_forward.restype = lib.conv3_wgrad.restype = ctypes.c_int
     maxw, maxl = ctypes.c_int(), ctypes.c_int()
     lib.mlp_limits(ctypes.byref(maxw), ctypes.byref(maxl))
     return lib, int(lib.mlp_avx2()), (maxw.value, maxl.value)
@@ -283,3 +291,89 @@ def _kernel_backward(x: Tensor, grad_out: Tensor, weights, biases, flags, need_x
     grad_w = [sum(acc[0][i] for acc in accs).sum(-1) for i in range(n)]
     grad_b = [sum(acc[1][i] for acc in accs).sum(-1) for i in range(n)]
     return grad_x, *grad_w, *grad_b
+
+
+def conv3x3_fits(x: Tensor, weights: Sequence[Tensor]) -> bool:
+    """Whether :func:`conv3x3` runs the C kernel for ``x`` and these layers' weights: a
+    training pass (gradients wanted) on a CPU, float32, one image of 3 channels, 3 → 3
+    kernels of 3 × 3, the kernel built."""
+    if not (USE_KERNEL and USE_CONV_KERNEL and torch.is_grad_enabled()) or _kernel() is None:
+        return False
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and x.shape[:2] == (1, 3)
+        and all(w.shape == (3, 3, 3, 3) and w.dtype == torch.float32 for w in weights)
+    )
+
+
+def conv3x3(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)`` for ``x``
+    (1, 3, H, W) through the C kernel (:func:`conv3x3_fits` must hold): planar, eight columns
+    per vector, rows split between ``torch.get_num_threads()`` threads; PyTorch's replicate
+    padding (and its backward pass) around it. Equal to PyTorch's up to float rounding; a
+    3-channel convolution is oneDNN's slowest case."""
+    padded = torch.nn.functional.pad(x.contiguous(), (1, 1, 1, 1), mode="replicate")
+    return _Conv3x3.apply(padded, weight, bias)
+
+
+def _conv_ranges(rows: int) -> list[tuple[int, int]]:
+    threads = max(1, min(torch.get_num_threads(), rows // 16))
+    step = -(-rows // threads)
+    return [(r, min(r + step, rows)) for r in range(0, rows, step)]
+
+
+def _valid_conv3(padded: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """The valid 3 × 3 convolution of contiguous (1, 3, H + 2, W + 2) float32 input."""
+    lib, avx2, _ = _kernel()
+    h, w = padded.shape[-2] - 2, padded.shape[-1] - 2
+    out = padded.new_empty(1, 3, h, w)
+    weight, bias = weight.detach().contiguous(), bias.detach().contiguous()
+    ips, irs = padded.stride()[1:3]
+    ops, ors = out.stride()[1:3]
+
+    def call(y0: int, y1: int):
+        return lambda: lib.conv3_forward(
+            avx2, padded.data_ptr(), ips, irs, out.data_ptr(), ops, ors, y0, y1, w,
+            weight.data_ptr(), bias.data_ptr(),
+        )  # fmt: skip
+
+    _run(call(y0, y1) for y0, y1 in _conv_ranges(h))
+    return out
+
+
+class _Conv3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, padded: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(padded, weight)
+        return _valid_conv3(padded, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        padded, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_in = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:  # the full correlation: flipped, transposed kernels
+            flipped = weight.detach().transpose(0, 1).flip(2, 3)
+            zeros = torch.zeros(3, dtype=grad.dtype)
+            grad_in = _valid_conv3(torch.nn.functional.pad(grad, (2, 2, 2, 2)), flipped, zeros)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            lib, avx2, _ = _kernel()
+            h, w = grad.shape[-2:]
+            ips, irs = padded.stride()[1:3]
+            gps, grs = grad.stride()[1:3]
+            ranges = _conv_ranges(h)
+            accs = [(torch.zeros(81, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+                    for _ in ranges]  # fmt: skip
+
+            def call(y0: int, y1: int, gw: Tensor, gb: Tensor):
+                return lambda: lib.conv3_wgrad(
+                    avx2, padded.data_ptr(), ips, irs, grad.data_ptr(), gps, grs, y0, y1, w,
+                    gw.data_ptr(), gb.data_ptr(),
+                )  # fmt: skip
+
+            _run(call(y0, y1, gw, gb) for (y0, y1), (gw, gb) in zip(ranges, accs, strict=True))
+            grad_w = sum(a[0] for a in accs).view(3, 3, 3, 3).to(weight.dtype)
+            grad_b = sum(a[1] for a in accs).to(weight.dtype)
+        return grad_in, grad_w, grad_b
