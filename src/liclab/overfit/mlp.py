@@ -191,6 +191,8 @@ def _kernel():
     if lib is None:
         return None
     p, i, long = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    if not all(hasattr(lib, f) for f in ("mlp_forward", "conv3_forward", "conv3_wgrad")):
+        return None  # a build older than this module: PyTorch's products until it is rebuilt
     lib.mlp_forward.argtypes = [i, p, long, long, long, p, long, long, i, p, p, p, p]
     lib.mlp_backward.argtypes = [i, p, long, long, long, p, long, long, p, i, p, p, p, p, p, p]
     lib.mlp_forward.restype = lib.mlp_backward.restype = ctypes.c_int
