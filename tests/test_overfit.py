@@ -512,28 +512,40 @@ def test_whole_model_gradients_match_finite_differences():
             assert torch.isclose(grad.reshape(-1)[i], numeric, rtol=1e-5, atol=1e-9), names[k]
 
 
+_FAULTS = """
+import resource, sys, torch
+from liclab.overfit.encode import keep_freed_memory
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(4 << 20)  # 16 MB written, then freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+if not keep_freed_memory(False):
+    sys.exit(3)
+faults()
+default = faults()
+keep_freed_memory(True)
+faults()
+kept = min(faults() for _ in range(3))  # a block may land on new pages now and then
+print(default, kept)
+"""
+
+
 def test_keep_freed_memory_spares_the_page_faults_of_reallocating():
     """A fit's iterations free and reallocate the same large tensors: kept, their pages are
-    not faulted in again (glibc; elsewhere the function does nothing and says so)."""
-    import resource
+    not faulted in again (glibc; elsewhere the function does nothing and says so). Measured
+    in a fresh process: in this one, earlier tests' freed blocks may serve the allocation."""
+    import subprocess
+    import sys
 
-    from liclab.overfit.encode import keep_freed_memory
-
-    def faults() -> int:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        torch.ones(4 << 20)  # 16 MB written, then freed
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    if not keep_freed_memory(False):
+    run = subprocess.run(
+        [sys.executable, "-c", _FAULTS], capture_output=True, text=True, timeout=120, check=False
+    )
+    if run.returncode == 3:
         pytest.skip("the C library is not glibc")
-    try:
-        faults()
-        default = faults()
-        assert keep_freed_memory(True)
-        faults()
-        kept = min(faults() for _ in range(3))  # a block may land on new pages now and then
-    finally:
-        keep_freed_memory(False)
+    assert run.returncode == 0, run.stderr
+    default, kept = map(int, run.stdout.split())
     if default < 1000:  # transparent huge pages for every mapping: nothing to spare
         pytest.skip(f"{default} page faults for 16 MB with glibc's defaults")
     assert kept < default / 20

@@ -297,9 +297,10 @@ def _kernel_backward(x: Tensor, grad_out: Tensor, weights, biases, flags, need_x
 
 def conv3x3_fits(x: Tensor, weights: Sequence[Tensor]) -> bool:
     """Whether :func:`conv3x3` runs the C kernel for ``x`` and these layers' weights: a
-    training pass (gradients wanted) on a CPU, float32, one image of 3 channels, 3 → 3
-    kernels of 3 × 3, the kernel built."""
-    if not (USE_KERNEL and USE_CONV_KERNEL and torch.is_grad_enabled()) or _kernel() is None:
+    training pass (gradients wanted, as :func:`pointwise_mlp` decides) on a CPU, float32, one
+    image of 3 channels, 3 → 3 kernels of 3 × 3, the kernel built."""
+    wanted = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *weights))
+    if not (USE_KERNEL and USE_CONV_KERNEL and wanted) or _kernel() is None:
         return False
     return (
         x.device.type == "cpu"
