@@ -312,13 +312,15 @@ def conv3x3_fits(x: Tensor, weights: Sequence[Tensor]) -> bool:
 
 
 def conv3x3(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """``F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)`` for ``x``
-    (1, 3, H, W) through the C kernel (:func:`conv3x3_fits` must hold): planar, eight columns
-    per vector, rows split between ``torch.get_num_threads()`` threads; PyTorch's replicate
-    padding (and its backward pass) around it. Equal to PyTorch's up to float rounding; a
-    3-channel convolution is oneDNN's slowest case."""
-    padded = torch.nn.functional.pad(x.contiguous(), (1, 1, 1, 1), mode="replicate")
-    return _Conv3x3.apply(padded, weight, bias)
+    """``F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)``: where
+    :func:`conv3x3_fits` holds, through the C kernel (planar, eight columns per vector, rows
+    split between ``torch.get_num_threads()`` threads; PyTorch's replicate padding and its
+    backward pass around it; equal to PyTorch's up to float rounding: a 3-channel convolution
+    is oneDNN's slowest case), else PyTorch's."""
+    pad = torch.nn.functional.pad
+    if not conv3x3_fits(x, [weight]):
+        return torch.nn.functional.conv2d(pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)
+    return _Conv3x3.apply(pad(x.contiguous(), (1, 1, 1, 1), mode="replicate"), weight, bias)
 
 
 def _conv_ranges(rows: int) -> list[tuple[int, int]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liclab.overfit.mlp import conv3x3, conv3x3_fits, pointwise_mlp
@@ -84,12 +83,10 @@ class Synthesis(nn.Module):
                     x = self.activation(x)
         if conv3x3_fits(x, [conv.weight for conv in self.residual]):  # training, on a CPU
             x = x.contiguous()  # planar, as the C kernel reads and writes it
-            conv = conv3x3
         else:
             x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast 3-channel case
-            conv = _conv3x3
         for i, layer in enumerate(self.residual):
-            x = conv(x, layer.weight, layer.bias) + x
+            x = conv3x3(x, layer.weight, layer.bias) + x
             if i < len(self.residual) - 1:
                 x = self.activation(x)
         return x
@@ -98,7 +95,3 @@ class Synthesis(nn.Module):
         return sum(c.in_channels * c.out_channels for c in self.pointwise) + sum(
             9 * c.in_channels * c.out_channels for c in self.residual
         )
-
-
-def _conv3x3(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)
