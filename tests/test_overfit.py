@@ -289,6 +289,24 @@ def test_warmup_keeps_the_best_candidates_and_counts_their_iterations():
     assert starts["main"] == min(final_round)  # and the best of those is trained
 
 
+def test_a_warm_start_skips_the_warm_up_and_gives_its_iterations_to_the_main_phase():
+    schedule = warmup_schedule([2, 1], main=4, validate_every=2)
+    cold = fit(image(), tiny_at_size, 1e-3, schedule, log_every=1000)
+    state = cold.model.state_dict()
+    before = {k: v.clone() for k, v in state.items()}
+    warm = fit(image(), tiny_at_size, 4e-3, schedule, log_every=1000, init=state)
+    assert warm.stats["iterations"] == cold.stats["iterations"] == schedule.iterations
+    phases = [r["phase"] for r in warm.history if r["kind"] == "start"]
+    assert phases == ["main"]
+    # it starts where the cold fit ended: that state's rounded loss at the new λ
+    start = warm.history[0]["loss"]
+    assert start == pytest.approx(cold.stats["mse"] + 4e-3 * cold.stats["bpp"], rel=1e-5)
+    assert all(torch.equal(v, before[k]) for k, v in state.items())  # trained on a copy
+    other = {k: v for k, v in state.items() if not k.startswith("arm.")}
+    with pytest.raises(ValueError, match="warm start is not a state of this model"):
+        fit(image(), tiny_at_size, 1e-3, schedule, init=other)
+
+
 @pytest.mark.parametrize("hold", [1, 4])
 def test_a_phase_holds_its_learning_rate_and_proxy_per_stretch(hold, monkeypatch):
     from liclab.overfit.encode import Fitter

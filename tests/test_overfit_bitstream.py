@@ -593,3 +593,58 @@ def test_the_evaluator_logs_the_fits_progress_to_a_log_file_naming_each_encode(
     else:
         assert lines == []
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
+
+
+def test_a_warm_started_sweep_fits_each_point_from_the_previous_ones_fit_of_the_image(
+    tmp_path, monkeypatch
+):
+    """``warm_start``: the evaluator runs one image's points in turn, each fit after the
+    first starting from its predecessor's fitted state; the chain is in the cache key."""
+    from liclab.evaluate import codecs_at_points, evaluate_codecs
+    from liclab.images import save_rgb
+
+    paths = []
+    for i, (h, w) in enumerate([SIZE, (SIZE[1], SIZE[0])]):
+        paths.append(tmp_path / f"x{i}.png")
+        save_rgb(smooth_image(h, w), paths[-1])
+    config = {
+        "_target_": "liclab.codecs.overfit.OverfitCodec",
+        "_recursive_": False,
+        "model": "coolchic_lop",
+        "schedule": "coolchic",
+        "lmbda": LMBDA,
+        "iterations": 10,
+        "warm_start": True,
+    }
+    codecs = codecs_at_points(config, {"lmbda": [1e-3, 4e-3, 2e-2]})
+    assert codecs[0].warm_from is None
+    assert codecs[1].warm_from is codecs[0] and codecs[2].warm_from is codecs[1]
+    cold = codecs_at_points({**config, "warm_start": False}, {"lmbda": [1e-3, 4e-3, 2e-2]})
+    assert codecs[0].version() == cold[0].version()
+    assert codecs[1].version() != cold[1].version()  # the chain is part of the cache key
+
+    seen = []  # (image shape, λ, the state it started from or None, the state it ended in)
+    original = OverfitCodec.fit
+
+    def recording(self, image, init=None):
+        fitted = original(self, image, init)
+        state = {k: v.clone() for k, v in fitted.model.state_dict().items()}
+        seen.append((image.shape, self.lmbda, init, state))  # before its networks are quantised
+        return fitted
+
+    monkeypatch.setattr(OverfitCodec, "fit", recording)
+    records = evaluate_codecs(codecs, paths, workers=1, cache_dir=tmp_path / "cache", show=False)
+    assert [(shape[:2], lmbda) for shape, lmbda, *_ in seen] == [
+        (size, lmbda) for size in (SIZE, SIZE[::-1]) for lmbda in (1e-3, 4e-3, 2e-2)
+    ]
+    for k, (_, lmbda, init, _) in enumerate(seen):
+        if lmbda == 1e-3:
+            assert init is None
+        else:  # exactly the previous point's fitted state, on the same image
+            previous = seen[k - 1][3]
+            assert init.keys() == previous.keys()
+            assert all(torch.equal(init[n], previous[n]) for n in init)
+    assert [[r["file"] for r in per_point] for per_point in records] == [["x0.png", "x1.png"]] * 3
+    seen.clear()
+    again = evaluate_codecs(codecs, paths, workers=1, cache_dir=tmp_path / "cache", show=False)
+    assert seen == [] and again == records

@@ -103,28 +103,33 @@ def evaluate_codecs(
     measures = measures or Measures()
     images = _check_images(image_paths)
     results: list[list[dict | None]] = [[None] * len(images) for _ in codecs]
-    todo = []
-    for i, codec in enumerate(codecs):
-        version = codec.version()
+    todo = []  # (chain of codec indices, image index, path, file, cache files)
+    for chain in _chains(codecs):
+        versions_ = [codecs[i].version() for i in chain]
         for j, (path, file, digest) in enumerate(images):
-            cache = _cache_path(cache_dir, codec, version, digest)
-            hit = _cached(cache, measures)
-            if hit is not None:
-                results[i][j] = {**hit, "file": file}
-            else:
-                todo.append((i, j, path, file, cache))
+            caches = [
+                _cache_path(cache_dir, codecs[i], v, digest)
+                for i, v in zip(chain, versions_, strict=True)
+            ]
+            hits = [_cached(cache, measures) for cache in caches]
+            if all(hit is not None for hit in hits):
+                for i, hit in zip(chain, hits, strict=True):
+                    results[i][j] = {**hit, "file": file}
+            else:  # a chain's later encodes start from the earlier ones: all are rerun
+                todo.append((chain, j, path, file, caches))
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     workers = max(1, min(workers, len(todo)))
-    jobs = ((codecs[i], path, file, measures) for i, _, path, file, _ in todo)
+    jobs = (([codecs[i] for i in chain], path, file, measures) for chain, _, path, file, _ in todo)
     what = f"{codecs[0].name}" + (f" ({len(codecs)} settings)" if len(codecs) > 1 else "")
     lines = show and not is_terminal()  # a log file: the fits' own progress lines too
+    encodes = sum(len(chain) for chain, *_ in todo)
     with progress(
-        len(todo), f"evaluating {what}", "encodes", enabled=show, parallel=workers
+        encodes, f"evaluating {what}", "encodes", enabled=show, parallel=workers
     ) as advance:
         if workers == 1:
             with _fit_lines(lines):
-                _collect((_run_one(*job) for job in jobs), todo, results, advance)
+                _collect((_run_chain(*job) for job in jobs), todo, results, advance)
         else:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
@@ -133,7 +138,7 @@ def evaluate_codecs(
             ctx = mp.get_context("spawn")
             init = functools.partial(_init_worker, lines)
             with ProcessPoolExecutor(workers, ctx, initializer=init) as pool:
-                _collect(pool.map(_run_one_packed, jobs), todo, results, advance)
+                _collect(pool.map(_run_chain_packed, jobs), todo, results, advance)
     return results
 
 
@@ -179,7 +184,11 @@ def codecs_at_points(codec_cfg, points) -> list:
     if len(points) != 1:
         raise LiclabError(f"operating points must vary one argument, got {list(points)}")
     ((arg, values),) = points.items()
-    return [instantiate(codec_cfg, **{arg: v}) for v in values]
+    codecs = [instantiate(codec_cfg, **{arg: v}) for v in values]
+    for before, codec in zip(codecs, codecs[1:], strict=False):  # a sweep, warm-started: in order
+        if getattr(codec, "warm_start", False):
+            codec.warm_from = before
+    return codecs
 
 
 def anchor_curves(
@@ -384,11 +393,47 @@ def _metrics_digest() -> str:
     return hashlib.sha256(Path(metrics.__file__).read_bytes()).hexdigest()[:16]
 
 
-def _run_one(codec, path: Path, file: str, measures: Measures) -> dict:
+def _chains(codecs: Sequence) -> list[list[int]]:
+    """The codecs' indices in chains: a codec whose ``warm_from`` is another of ``codecs``
+    (earlier in the list) follows it, on the same image in the same process; every other
+    codec is a chain of its own."""
+    where = {id(codec): i for i, codec in enumerate(codecs)}
+    chains: list[list[int]] = []
+    chain_of: dict[int, list[int]] = {}
+    for i, codec in enumerate(codecs):
+        before = getattr(codec, "warm_from", None)
+        if before is None:
+            chain_of[i] = [i]
+            chains.append(chain_of[i])
+        elif where.get(id(before), i) < i:
+            chain_of[i] = chain_of[where[id(before)]]
+            chain_of[i].append(i)
+        else:
+            raise LiclabError(
+                f"{codec.name} ({codec.setting}): warm-started from a codec not evaluated before it"
+            )
+    return chains
+
+
+def _run_chain(codecs, path: Path, file: str, measures: Measures) -> list[dict]:
+    """Records of ``codecs`` on one image, in order, each encode after the first starting
+    from the previous one's fitted state (``codec.encode(image, init=...)``)."""
+    records, state = [], None
+    for codec in codecs:
+        records.append(_run_one(codec, path, file, measures, state))
+        state = codec.fitted_state() if len(codecs) > 1 else None
+    return records
+
+
+def _run_chain_packed(job) -> list[dict]:
+    return _run_chain(*job)
+
+
+def _run_one(codec, path: Path, file: str, measures: Measures, init=None) -> dict:
     _JOB[0] = f"{file} {codec.setting}"
     image, notes = load_rgb(path, min_size=MIN_SIZE)
     t0 = time.perf_counter()
-    data = codec.encode(image)
+    data = codec.encode(image) if init is None else codec.encode(image, init=init)
     t1 = time.perf_counter()
     decoded = codec.decode(data)
     t2 = time.perf_counter()
@@ -465,10 +510,6 @@ def _cached(cache: Path | None, measures: Measures) -> dict | None:
     return record
 
 
-def _run_one_packed(job) -> dict:
-    return _run_one(*job)
-
-
 def _init_worker(fit_lines: bool = False) -> None:
     # One process per core already: keep torch (MS-SSIM, learned codecs) to one thread.
     if "torch" in sys.modules:
@@ -516,13 +557,14 @@ def _fit_lines(enabled: bool):
 
 
 def _collect(outputs, todo, results, advance) -> None:
-    for (i, j, _, _, cache), record in zip(todo, outputs, strict=True):
-        results[i][j] = record
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            if "fid_features" in record:
-                np.save(cache.with_suffix(".npy"), record["fid_features"])
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(_without_features(record)))
-            tmp.replace(cache)
-        advance()
+    for (chain, j, _, _, caches), records in zip(todo, outputs, strict=True):
+        for i, cache, record in zip(chain, caches, records, strict=True):
+            results[i][j] = record
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                if "fid_features" in record:
+                    np.save(cache.with_suffix(".npy"), record["fid_features"])
+                tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(_without_features(record)))
+                tmp.replace(cache)
+            advance()

@@ -43,6 +43,11 @@ class OverfitCodec:
         device: where the fit runs ("cpu", "cuda"); the file is the same kind either way.
         compile: ``torch.compile`` the fit's forward pass (worth it on a GPU).
         name: the curve name.
+        warm_start: in a sweep (``liclab-eval``'s operating points), start each fit from the
+            previous point's fit of the same image, in the points' order, instead of from
+            the warm-up's fresh models (whose iterations go to the main phase): the first
+            point is fitted as usual, each later one continues from its neighbour. The
+            encodes of one image then run in turn, in one process.
     """
 
     self_contained = True
@@ -59,16 +64,20 @@ class OverfitCodec:
         device: str = "cpu",
         compile: bool = False,
         name: str = "coolchic",
+        warm_start: bool = False,
     ):
         self.model, self.schedule = _preset(model, "model"), _preset(schedule, "schedule")
         self.lmbda, self.iterations, self.seed = float(lmbda), iterations, seed
         self.quantizer = _plain(quantizer)
         self.device, self.compile, self.name = device, compile, name
         self.setting = f"lmbda={self.lmbda:g}"
+        self.warm_start = warm_start
+        self.warm_from: OverfitCodec | None = None  # set by the sweep (warm_start)
         self._details: dict[str, dict[str, float]] = {}
+        self._state: dict | None = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_details": {}}
+        return {**self.__dict__, "_details": {}, "_state": None}
 
     def version(self) -> str:
         key = [
@@ -81,15 +90,28 @@ class OverfitCodec:
             self.device,
             _code_digest(),
         ]
+        if self.warm_from is not None:  # the encode depends on the one it starts from
+            key.append(["warm_from", self.warm_from.version()])
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return f"overfit-{digest}"
 
-    def encode(self, image: np.ndarray) -> bytes:
-        return self.write(self.fit(image), image)
+    def encode(self, image: np.ndarray, init=None) -> bytes:
+        """The file of ``image``; ``init``: a fitted state to start from (warm start)."""
+        fitted = self.fit(image, init)
+        self._state = {k: v.detach().clone() for k, v in fitted.model.state_dict().items()}
+        return self.write(fitted, image)
 
-    def fit(self, image: np.ndarray):
+    def fitted_state(self) -> dict:
+        """The model state (before its networks were quantised) of this process's last
+        :meth:`encode`: where a warm-started encode of the same image starts."""
+        if self._state is None:
+            raise liclab.LiclabError(f"{self.name} ({self.setting}): nothing encoded yet")
+        return self._state
+
+    def fit(self, image: np.ndarray, init=None):
         """The optimisation alone: a :class:`liclab.overfit.encode.Fit` of the image (uint8
-        HxWx3), its model in eval mode on the CPU."""
+        HxWx3), its model in eval mode on the CPU; ``init``: a state to start from (see
+        :func:`liclab.overfit.encode.fit`)."""
         from liclab.overfit.encode import fit
         from liclab.quantizers import Universal
 
@@ -111,6 +133,7 @@ class OverfitCodec:
             device=self.device,
             compile=self.compile,
             seed=self.seed,
+            init=init,
         )
         result.model = result.model.cpu().eval()
         return result

@@ -22,7 +22,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -157,6 +157,7 @@ def fit(
     compile: bool = False,
     seed: int = 0,
     log_every: int = 100,
+    init: Mapping[str, Tensor] | None = None,
 ) -> Fit:
     """Fit an overfitted codec to ``image``.
 
@@ -171,6 +172,9 @@ def fit(
             runs on a CPU; the first iterations pay the compilation).
         seed: seeds initialisations and noise; candidate i of the warm-up uses seed + i.
         log_every: iterations between progress lines (``logging``, logger ``liclab.overfit``).
+        init: a state of the same model to start from (a warm start: e.g. the fit of the
+            same image at a neighbouring λ); the warm-up is skipped and its iterations go to
+            the main phase (the same total).
     """
     x = (image[None] if image.dim() == 3 else image).to(device=device, dtype=torch.float32)
     if x.dim() != 4 or x.shape[:2] != (1, 3):
@@ -190,8 +194,15 @@ def fit(
             "in a config without `_partial_: true`?); every warm-up candidate needs its own"
         )
     log.info("%s", describe(work))
+    if init is not None and schedule.warmup:
+        warm = sum(schedule.warmup.candidates) * schedule.warmup.phase.iterations
+        main = dataclasses.replace(schedule.main, iterations=schedule.main.iterations + warm)
+        schedule = dataclasses.replace(schedule, warmup=None, main=main)
     run = Fitter(x, CoolChicMSE(lmbda), schedule, log_every, work, compile)
-    if schedule.warmup:
+    if init is not None:
+        state = _checked_init(work, init)
+        log.info("warm start: the main phase starts from the given state (no warm-up)")
+    elif schedule.warmup:
         warm = schedule.warmup
         pool = [(math.inf, initial_state(i)) for i in range(warm.candidates[0])]
         for r, n in enumerate(warm.candidates):
@@ -353,6 +364,20 @@ def _mallopt():
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return None
+
+
+def _checked_init(model: CoolChic, init: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``init`` as a state of ``model`` (copied), or a one-line error naming what differs."""
+    own = model.state_dict()
+    missing, extra = own.keys() - init.keys(), init.keys() - own.keys()
+    shapes = [k for k in own.keys() & init.keys() if own[k].shape != init[k].shape]
+    if missing or extra or shapes:
+        what = sorted(missing)[:1] or sorted(extra)[:1] or shapes[:1]
+        raise ValueError(
+            f"fit: the warm start is not a state of this model (image size or preset differ: "
+            f"{what[0]})"
+        )
+    return {k: v.detach().clone().to(own[k].device) for k, v in init.items()}
 
 
 def _copy(model: CoolChic) -> dict[str, Tensor]:
