@@ -316,9 +316,12 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     :func:`conv3x3_fits` holds, through the C kernel (planar, eight columns per vector, rows
     split between ``torch.get_num_threads()`` threads; PyTorch's replicate padding and its
     backward pass around it; equal to PyTorch's up to float rounding: a 3-channel convolution
-    is oneDNN's slowest case), else PyTorch's."""
+    is oneDNN's slowest case), else PyTorch's on channels-last input (oneDNN's fast
+    3-channel case); the output keeps the layout its path uses, so a chain of layers converts
+    once."""
     pad = torch.nn.functional.pad
     if not conv3x3_fits(x, [weight]):
+        x = x.contiguous(memory_format=torch.channels_last)
         return torch.nn.functional.conv2d(pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)
     return _Conv3x3.apply(pad(x.contiguous(), (1, 1, 1, 1), mode="replicate"), weight, bias)
 

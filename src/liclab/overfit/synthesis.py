@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from liclab.overfit.mlp import conv3x3, conv3x3_fits, pointwise_mlp
+from liclab.overfit.mlp import conv3x3, pointwise_mlp
 
 
 class Synthesis(nn.Module):
@@ -81,11 +81,7 @@ class Synthesis(nn.Module):
                 x = conv(x)
                 if i < len(self.pointwise) - 1:
                     x = self.activation(x)
-        if conv3x3_fits(x, [conv.weight for conv in self.residual]):  # training, on a CPU
-            x = x.contiguous()  # planar, as the C kernel reads and writes it
-        else:
-            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast 3-channel case
-        for i, layer in enumerate(self.residual):
+        for i, layer in enumerate(self.residual):  # the C kernel or oneDNN: conv3x3 decides
             x = conv3x3(x, layer.weight, layer.bias) + x
             if i < len(self.residual) - 1:
                 x = self.activation(x)
