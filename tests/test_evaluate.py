@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,6 +105,56 @@ def test_worker_processes_give_the_same_records(folder):
             else:  # threads may reorder sums
                 assert a["ms_ssim"] == pytest.approx(b["ms_ssim"], rel=1e-6)
     assert serial[0][0]["bytes"] < serial[1][0]["bytes"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_a_worker_ends_when_its_parent_is_killed(tmp_path):
+    """A pool's workers outlive a SIGTERM / SIGKILL to ``liclab-eval``: each watches its
+    parent and ends within a second of its death instead of fitting on, unseen."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    worker = (
+        "import os, sys, time; from liclab.evaluate import _exit_with; "
+        "_exit_with(os.getppid(), every=0.05); "
+        "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)"
+    )
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, "
+            f"'-c', {worker!r}, {str(pid_file)!r}])",
+        ]
+    )
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    os.kill(child, 0)  # running
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not _running(child):
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the worker outlived its parent by 10 s")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (an ended one not yet reaped, a zombie, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return not any(line.startswith("State:") and "Z" in line for line in status.splitlines())
 
 
 def test_decoded_shape_mismatch_names_the_codec(folder):

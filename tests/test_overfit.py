@@ -545,7 +545,8 @@ faults()
 default = faults()
 keep_freed_memory(True)
 faults()
-kept = min(faults() for _ in range(3))  # a block may land on new pages now and then
+# the first blocks may land on fresh pages of the padded heap (64 MB, untouched yet)
+kept = min(faults() for _ in range(12))  # before they settle on pages already touched
 print(default, kept)
 """
 

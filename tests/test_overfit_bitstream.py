@@ -595,27 +595,35 @@ def test_the_evaluator_logs_the_fits_progress_to_a_log_file_naming_each_encode(
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
 
 
+WARM_SWEEP = {
+    "_target_": "liclab.codecs.overfit.OverfitCodec",
+    "_recursive_": False,
+    "model": "coolchic_lop",
+    "schedule": "coolchic",
+    "lmbda": LMBDA,
+    "iterations": 10,
+    "warm_start": True,
+}
+
+
+def _two_images(folder) -> list:
+    from liclab.images import save_rgb
+
+    paths = []
+    for i, (h, w) in enumerate([SIZE, (SIZE[1], SIZE[0])]):
+        paths.append(folder / f"x{i}.png")
+        save_rgb(smooth_image(h, w), paths[-1])
+    return paths
+
+
 def test_a_warm_started_sweep_fits_each_point_from_the_previous_ones_fit_of_the_image(
     tmp_path, monkeypatch
 ):
     """``warm_start``: the evaluator runs one image's points in turn, each fit after the
     first starting from its predecessor's fitted state; the chain is in the cache key."""
     from liclab.evaluate import codecs_at_points, evaluate_codecs
-    from liclab.images import save_rgb
 
-    paths = []
-    for i, (h, w) in enumerate([SIZE, (SIZE[1], SIZE[0])]):
-        paths.append(tmp_path / f"x{i}.png")
-        save_rgb(smooth_image(h, w), paths[-1])
-    config = {
-        "_target_": "liclab.codecs.overfit.OverfitCodec",
-        "_recursive_": False,
-        "model": "coolchic_lop",
-        "schedule": "coolchic",
-        "lmbda": LMBDA,
-        "iterations": 10,
-        "warm_start": True,
-    }
+    paths, config = _two_images(tmp_path), WARM_SWEEP
     codecs = codecs_at_points(config, {"lmbda": [1e-3, 4e-3, 2e-2]})
     assert codecs[0].warm_from is None
     assert codecs[1].warm_from is codecs[0] and codecs[2].warm_from is codecs[1]
@@ -648,3 +656,44 @@ def test_a_warm_started_sweep_fits_each_point_from_the_previous_ones_fit_of_the_
     seen.clear()
     again = evaluate_codecs(codecs, paths, workers=1, cache_dir=tmp_path / "cache", show=False)
     assert seen == [] and again == records
+
+
+def test_an_interrupted_warm_started_sweep_resumes_after_its_last_finished_fit(
+    tmp_path, monkeypatch
+):
+    """Each encode's record and fitted state reach the cache as the encode ends: a sweep
+    stopped in an image's third fit reruns that fit alone, from the second's kept state,
+    and ends with an uninterrupted run's records."""
+    from liclab.evaluate import codecs_at_points, evaluate_codecs
+
+    paths, points = _two_images(tmp_path), {"lmbda": [1e-3, 4e-3, 2e-2]}
+
+    def sweep(cache: str) -> list:
+        codecs = codecs_at_points(WARM_SWEEP, points)
+        return evaluate_codecs(codecs, paths, workers=1, cache_dir=tmp_path / cache, show=False)
+
+    whole = sweep("whole")
+    seen, stop = [], [True]  # (image shape, λ, whether it started from a state)
+    original = OverfitCodec.fit
+
+    def stopping(self, image, init=None):
+        if self.lmbda == 2e-2 and stop[0]:
+            stop[0] = False
+            raise KeyboardInterrupt
+        seen.append((image.shape[:2], self.lmbda, init is not None))
+        return original(self, image, init)
+
+    monkeypatch.setattr(OverfitCodec, "fit", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        sweep("cache")
+    assert seen == [(SIZE, 1e-3, False), (SIZE, 4e-3, True)]
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 2
+    assert len(list((tmp_path / "cache").rglob("*.state.pt"))) == 2
+    seen.clear()
+    resumed = sweep("cache")
+    assert seen == [(SIZE, 2e-2, True)] + [
+        (SIZE[::-1], lmbda, lmbda != 1e-3) for lmbda in (1e-3, 4e-3, 2e-2)
+    ]
+    same = ("file", "bytes", "bpp", "psnr", "ms_ssim")
+    for ours, theirs in zip(resumed, whole, strict=True):
+        assert [[r[k] for k in same] for r in ours] == [[r[k] for k in same] for r in theirs]

@@ -13,8 +13,10 @@ the codec returns, over the original image size; a data set's figure is the mean
 values (bpp, PSNR, linear MS-SSIM, times); its MS-SSIM in dB is that of the mean linear value.
 
 Results are cached on disk, one small JSON per (codec name, setting, ``codec.version()``,
-SHA-256 of the image file, SHA-256 of ``liclab/metrics.py``), so running a sweep again costs
-only the reading of the files, and an interrupted evaluation resumes where it stopped.
+SHA-256 of the image file, SHA-256 of ``liclab/metrics.py``), written as each encode ends,
+so running a sweep again costs only the reading of the files, and an interrupted evaluation
+resumes where it stopped: a warm-started sweep's fitted states are kept beside its records
+(``<key>.state.pt``), so an image's chain resumes after its last finished encode.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -120,7 +123,10 @@ def evaluate_codecs(
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     workers = max(1, min(workers, len(todo)))
-    jobs = (([codecs[i] for i in chain], path, file, measures) for chain, _, path, file, _ in todo)
+    jobs = (
+        ([codecs[i] for i in chain], path, file, measures, caches)
+        for chain, _, path, file, caches in todo
+    )
     what = f"{codecs[0].name}" + (f" ({len(codecs)} settings)" if len(codecs) > 1 else "")
     lines = show and not is_terminal()  # a log file: the fits' own progress lines too
     encodes = sum(len(chain) for chain, *_ in todo)
@@ -136,7 +142,7 @@ def evaluate_codecs(
 
             # spawn, not fork: the parent may hold torch's thread pool, which fork breaks.
             ctx = mp.get_context("spawn")
-            init = functools.partial(_init_worker, lines)
+            init = functools.partial(_init_worker, lines, os.getpid())
             with ProcessPoolExecutor(workers, ctx, initializer=init) as pool:
                 _collect(pool.map(_run_chain_packed, jobs), todo, results, advance)
     return results
@@ -415,14 +421,66 @@ def _chains(codecs: Sequence) -> list[list[int]]:
     return chains
 
 
-def _run_chain(codecs, path: Path, file: str, measures: Measures) -> list[dict]:
+def _run_chain(
+    codecs, path: Path, file: str, measures: Measures, caches: Sequence[Path | None] = ()
+) -> list[dict]:
     """Records of ``codecs`` on one image, in order, each encode after the first starting
-    from the previous one's fitted state (``codec.encode(image, init=...)``)."""
-    records, state = [], None
-    for codec in codecs:
-        records.append(_run_one(codec, path, file, measures, state))
-        state = codec.fitted_state() if len(codecs) > 1 else None
+    from the previous one's fitted state (``codec.encode(image, init=...)``).
+
+    Each record is cached (``caches``, one file or ``None`` per codec) as soon as its encode
+    ends, with the fitted state a later encode starts from; a chain interrupted before runs
+    from its last finished encode whose state is kept."""
+    caches = list(caches) or [None] * len(codecs)
+    start = _resume_at(caches, measures)
+    records = [{**_cached(cache, measures), "file": file} for cache in caches[:start]]
+    state = _load_state(caches[start - 1]) if start else None
+    for k in range(start, len(codecs)):
+        records.append(_run_one(codecs[k], path, file, measures, state))
+        state = codecs[k].fitted_state() if k + 1 < len(codecs) else None
+        _store(caches[k], records[-1], state)
     return records
+
+
+def _resume_at(caches: Sequence[Path | None], measures: Measures) -> int:
+    """Where a chain's encodes must start: after every cached record whose successor's
+    starting state is kept too (0 when nothing is cached)."""
+    done = 0
+    while done < len(caches) and _cached(caches[done], measures) is not None:
+        done += 1
+    while 0 < done < len(caches) and not _state_path(caches[done - 1]).exists():
+        done -= 1
+    return done
+
+
+def _state_path(cache: Path) -> Path:
+    return cache.with_name(f"{cache.stem}.state.pt")
+
+
+def _load_state(cache: Path) -> dict | None:
+    """A fitted state this evaluator saved: tensors only (``weights_only``: nothing else
+    is unpickled)."""
+    import torch
+
+    return torch.load(_state_path(cache), map_location="cpu", weights_only=True)
+
+
+def _store(cache: Path | None, record: dict, state: dict | None) -> None:
+    """Write one encode's record (and features, and the fitted state its successor starts
+    from) to the cache, each file complete or absent (written aside, then renamed)."""
+    if cache is None:
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    if state is not None:
+        import torch
+
+        torch.save(state, tmp)
+        tmp.replace(_state_path(cache))
+    if "fid_features" in record:
+        np.save(tmp.with_suffix(".npy"), record["fid_features"])
+        tmp.with_suffix(".npy").replace(cache.with_suffix(".npy"))
+    tmp.write_text(json.dumps(_without_features(record)))
+    tmp.replace(cache)
 
 
 def _run_chain_packed(job) -> list[dict]:
@@ -510,7 +568,9 @@ def _cached(cache: Path | None, measures: Measures) -> dict | None:
     return record
 
 
-def _init_worker(fit_lines: bool = False) -> None:
+def _init_worker(fit_lines: bool = False, parent: int | None = None) -> None:
+    if parent is not None:
+        _exit_with(parent)
     # One process per core already: keep torch (MS-SSIM, learned codecs) to one thread.
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
@@ -521,6 +581,21 @@ def _init_worker(fit_lines: bool = False) -> None:
 
 
 _WORKER_CONTEXT = contextlib.ExitStack()
+
+
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """End this worker within ``every`` seconds of its parent's death: a pool's workers
+    outlive a SIGTERM (``kill``, a scheduler's time limit) to their parent, and would go on
+    fitting, unseen, on the cores the next run gets. What they finished is in the cache."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    if os.getppid() != parent:  # not started by it directly (a fork server): no watch
+        return
+    threading.Thread(target=watch, name="liclab-parent-watch", daemon=True).start()
 
 
 _JOB = ["-"]  # the encode a process is running, for its fits' progress lines
@@ -557,14 +632,7 @@ def _fit_lines(enabled: bool):
 
 
 def _collect(outputs, todo, results, advance) -> None:
-    for (chain, j, _, _, caches), records in zip(todo, outputs, strict=True):
-        for i, cache, record in zip(chain, caches, records, strict=True):
+    for (chain, j, *_), records in zip(todo, outputs, strict=True):
+        for i, record in zip(chain, records, strict=True):
             results[i][j] = record
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                if "fid_features" in record:
-                    np.save(cache.with_suffix(".npy"), record["fid_features"])
-                tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(_without_features(record)))
-                tmp.replace(cache)
             advance()
