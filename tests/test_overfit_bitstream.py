@@ -658,6 +658,23 @@ def test_a_warm_started_sweep_fits_each_point_from_the_previous_ones_fit_of_the_
     assert seen == [] and again == records
 
 
+def _interrupt_fit_at(lmbda: float, monkeypatch) -> list:
+    """Makes the first fit at ``lmbda`` raise KeyboardInterrupt (as Ctrl-C would) and
+    returns the list each other fit appends (image size, λ, whether it had a state) to."""
+    seen, stop = [], [True]
+    original = OverfitCodec.fit
+
+    def stopping(self, image, init=None):
+        if self.lmbda == lmbda and stop[0]:
+            stop[0] = False
+            raise KeyboardInterrupt
+        seen.append((image.shape[:2], self.lmbda, init is not None))
+        return original(self, image, init)
+
+    monkeypatch.setattr(OverfitCodec, "fit", stopping)
+    return seen
+
+
 def test_an_interrupted_warm_started_sweep_resumes_after_its_last_finished_fit(
     tmp_path, monkeypatch
 ):
@@ -673,17 +690,7 @@ def test_an_interrupted_warm_started_sweep_resumes_after_its_last_finished_fit(
         return evaluate_codecs(codecs, paths, workers=1, cache_dir=tmp_path / cache, show=False)
 
     whole = sweep("whole")
-    seen, stop = [], [True]  # (image shape, λ, whether it started from a state)
-    original = OverfitCodec.fit
-
-    def stopping(self, image, init=None):
-        if self.lmbda == 2e-2 and stop[0]:
-            stop[0] = False
-            raise KeyboardInterrupt
-        seen.append((image.shape[:2], self.lmbda, init is not None))
-        return original(self, image, init)
-
-    monkeypatch.setattr(OverfitCodec, "fit", stopping)
+    seen = _interrupt_fit_at(2e-2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         sweep("cache")
     assert seen == [(SIZE, 1e-3, False), (SIZE, 4e-3, True)]
@@ -697,3 +704,30 @@ def test_an_interrupted_warm_started_sweep_resumes_after_its_last_finished_fit(
     same = ("file", "bytes", "bpp", "psnr", "ms_ssim")
     for ours, theirs in zip(resumed, whole, strict=True):
         assert [[r[k] for k in same] for r in ours] == [[r[k] for k in same] for r in theirs]
+
+
+def test_an_unreadable_warm_start_state_reruns_its_chain(tmp_path, monkeypatch, capsys):
+    """A kept state that does not load as tensors (damaged, or not this evaluator's) is
+    said in one line naming it, and the chain is fitted again from its first λ."""
+    from liclab.evaluate import codecs_at_points, evaluate_codecs
+
+    paths = _two_images(tmp_path)
+
+    def sweep() -> list:
+        codecs = codecs_at_points(WARM_SWEEP, {"lmbda": [1e-3, 4e-3]})
+        return evaluate_codecs(codecs, paths, workers=1, cache_dir=tmp_path / "c", show=False)
+
+    seen = _interrupt_fit_at(4e-3, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        sweep()
+    (state,) = (tmp_path / "c").rglob("*.state.pt")
+    state.write_bytes(b"not a state")
+    seen.clear()
+    capsys.readouterr()
+    sweep()
+    assert seen == [(SIZE, 1e-3, False), (SIZE, 4e-3, True)] + [
+        (SIZE[::-1], 1e-3, False),
+        (SIZE[::-1], 4e-3, True),
+    ]
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "warm start" in x]
+    assert str(state) in line and "its chain runs again" in line

@@ -434,6 +434,8 @@ def _run_chain(
     start = _resume_at(caches, measures)
     records = [{**_cached(cache, measures), "file": file} for cache in caches[:start]]
     state = _load_state(caches[start - 1]) if start else None
+    if start and state is None:  # the kept state is unreadable: the chain runs again
+        start, records = 0, []
     for k in range(start, len(codecs)):
         records.append(_run_one(codecs[k], path, file, measures, state))
         state = codecs[k].fitted_state() if k + 1 < len(codecs) else None
@@ -458,10 +460,20 @@ def _state_path(cache: Path) -> Path:
 
 def _load_state(cache: Path) -> dict | None:
     """A fitted state this evaluator saved: tensors only (``weights_only``: nothing else
-    is unpickled)."""
+    is unpickled); None, said in one line, where the file cannot be read as one."""
     import torch
 
-    return torch.load(_state_path(cache), map_location="cpu", weights_only=True)
+    path = _state_path(cache)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # whatever a damaged file raises (torch's messages run long)
+        why = f"{type(exc).__name__} in torch.load"
+    else:
+        if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
+            return state
+        why = "not a dict of tensors"
+    print(f"liclab: {path}: unreadable warm start ({why}); its chain runs again", file=sys.stderr)
+    return None
 
 
 def _store(cache: Path | None, record: dict, state: dict | None) -> None:
