@@ -332,6 +332,33 @@ def test_a_phase_holds_its_learning_rate_and_proxy_per_stretch(hold, monkeypatch
     assert len(set(seen)) == (10 if hold == 1 else 3)
 
 
+def test_a_phase_gives_the_latents_their_own_learning_rate_and_adam_its_betas(monkeypatch):
+    """``latent_lr`` scales the latents' learning rate (0: they stay where the phase found
+    them while the networks train) through the cosine; ``betas`` reach Adam."""
+    from liclab.overfit.encode import Fitter
+
+    seen = []  # (networks' lr, latents' lr, betas) at every step
+    step = Fitter.step
+
+    def recording(self, q, opt):
+        nets, latents = opt.param_groups
+        seen.append((nets["lr"], latents["lr"], nets["betas"]))
+        return step(self, q, opt)
+
+    monkeypatch.setattr(Fitter, "step", recording)
+    q = SoftRoundNoise(t_start=0.3, t_end=0.1, noise=GaussianNoise())
+    phase = Phase(iterations=6, lr=1e-2, quantizer=q, lr_min=1e-5, latent_lr=0.0, betas=[0.8, 0.9])
+    result = fit(image(), tiny_at_size, 1e-3, Schedule(main=phase), log_every=1000)
+    assert [s[0] for s in seen] == pytest.approx(
+        [1e-5 + (1e-2 - 1e-5) * 0.5 * (1 + math.cos(math.pi * i / 6)) for i in range(6)]
+    )
+    assert {s[1:] for s in seen} == {(0.0, (0.8, 0.9))}
+    latents = list(result.model.latents.parameters())  # zero at the start, and still
+    assert latents and all(torch.count_nonzero(p) == 0 for p in latents)
+    (start,) = [r["loss"] for r in result.history if r["kind"] == "start"]
+    assert result.stats["loss"] < start  # while the networks trained
+
+
 @pytest.mark.parametrize("carry", [False, True])
 def test_warmup_can_carry_the_arm_through_its_first_round(carry, monkeypatch):
     from liclab.overfit.encode import Fitter

@@ -48,6 +48,9 @@ class Phase:
         hold: iterations over which the learning rate and the proxy's annealed parameters
             stay fixed (Cool-chic updates both at its validations, every 100 iterations:
             each stretch runs on the values of its first iteration); 1: every iteration.
+        latent_lr: the latents' learning rate as a multiple of the networks' (1: one rate
+            for all, as Cool-chic and C3).
+        betas: Adam's (β₁, β₂).
     """
 
     iterations: int
@@ -56,8 +59,11 @@ class Phase:
     cosine: bool = True
     lr_min: float = 0.0
     hold: int = 1
+    latent_lr: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self):
+        self.betas = tuple(self.betas)
         if self.hold < 1 or self.iterations < 1:
             raise ValueError(
                 f"a phase needs iterations and hold ≥ 1, not {self.iterations}, {self.hold}"
@@ -282,7 +288,15 @@ class Fitter:
         model.load_state_dict(state)
         model.train()
         q = phase.quantizer.train()
-        opt = torch.optim.Adam(model.parameters(), lr=phase.lr)
+        latents = list(model.latents.parameters())
+        ids = {id(p) for p in latents}
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) not in ids], "scale": 1.0},
+            {"params": latents, "scale": phase.latent_lr},
+        ]
+        opt = torch.optim.Adam(groups, lr=phase.lr, betas=phase.betas)
+        for group in opt.param_groups:
+            group["lr"] = phase.lr * group["scale"]
         best = (self.validate()["loss"], _copy(model))
         self.history.append(
             {"phase": name, "iteration": self.done, "kind": "start", "loss": best[0]}
@@ -295,7 +309,7 @@ class Fitter:
             if phase.cosine:
                 cos = 0.5 * (1 + math.cos(math.pi * held / phase.iterations))
                 for group in opt.param_groups:
-                    group["lr"] = phase.lr_min + (phase.lr - phase.lr_min) * cos
+                    group["lr"] = group["scale"] * (phase.lr_min + (phase.lr - phase.lr_min) * cos)
             terms = self.step(q, opt)
             self.done += 1
             if self.done % self.log_every == 0:
