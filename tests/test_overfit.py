@@ -353,6 +353,10 @@ def test_a_phase_gives_the_latents_their_own_learning_rate_and_adam_its_betas(mo
         [1e-5 + (1e-2 - 1e-5) * 0.5 * (1 + math.cos(math.pi * i / 6)) for i in range(6)]
     )
     assert {s[1:] for s in seen} == {(0.0, (0.8, 0.9))}
+    with pytest.raises(ValueError, match="latent_lr must be ≥ 0"):
+        Phase(iterations=6, lr=1e-2, quantizer=q, latent_lr=-1.0)
+    with pytest.raises(ValueError, match="betas must be two numbers"):
+        Phase(iterations=6, lr=1e-2, quantizer=q, betas=(0.9, 1.0))
     latents = list(result.model.latents.parameters())  # zero at the start, and still
     assert latents and all(torch.count_nonzero(p) == 0 for p in latents)
     (start,) = [r["loss"] for r in result.history if r["kind"] == "start"]

@@ -527,6 +527,42 @@ def test_the_command_line_encodes_with_a_codec_config_and_decodes_without_a_chec
     assert not (tmp_path / "z.lic").exists()
 
 
+def test_a_schedule_file_that_cannot_be_built_is_one_line_naming_it(tmp_path, capsys):
+    """A schedule YAML with a bad value fails when the codec is made (before any fit), as
+    one line naming the file and the reason: from the codec, liclab-eval's operating points
+    and liclab-compress."""
+    from omegaconf import OmegaConf
+
+    from liclab.cli import codec as cli
+    from liclab.configs import config_dir
+    from liclab.evaluate import codecs_at_points
+    from liclab.images import save_rgb
+
+    schedule = OmegaConf.load(config_dir("eval") / "overfit" / "schedule" / "coolchic.yaml")
+    bad = {"hold": (0, "hold ≥ 1"), "latent_lr": (-1.0, "latent_lr must be ≥ 0")}
+    save_rgb(smooth_image(*SIZE), tmp_path / "x.png")
+    for key, (value, reason) in bad.items():
+        path = tmp_path / f"bad_{key}.yaml"
+        OmegaConf.save(OmegaConf.merge(schedule, {"main": {key: value}}), path)
+        match = f"{path}: not a valid overfitted-codec schedule .*{reason}"
+        with pytest.raises(LiclabError, match=match):
+            OverfitCodec("coolchic_lop", str(path), LMBDA)
+        config = {"_target_": "liclab.codecs.overfit.OverfitCodec", "_recursive_": False,
+                  "model": "coolchic_lop", "schedule": str(path)}  # fmt: skip
+        with pytest.raises(LiclabError, match=match):
+            codecs_at_points(config, {"lmbda": [1e-3, 4e-3]})
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            cli.compress_main(
+                [str(tmp_path / "x.png"), "-o", str(tmp_path / "z.lic"), "codec=coolchic_lop",
+                 f"schedule={path}", "iterations=2"]
+            )  # fmt: skip
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and str(path) in err[1] and reason in err[1], err
+    assert not (tmp_path / "z.lic").exists()
+
+
 def test_a_schedule_scales_to_a_budget_keeping_its_proportions():
     from hydra.utils import instantiate
 

@@ -67,6 +67,11 @@ class OverfitCodec:
         warm_start: bool = False,
     ):
         self.model, self.schedule = _preset(model, "model"), _preset(schedule, "schedule")
+        self._sources = {  # what a bad config's one-line error names
+            "model": str(model) if isinstance(model, str | Path) else "codec.model",
+            "schedule": str(schedule) if isinstance(schedule, str | Path) else "codec.schedule",
+        }
+        _built(self.schedule, self._sources["schedule"], "schedule")  # fails before any fit
         self.lmbda, self.iterations, self.seed = float(lmbda), iterations, seed
         self.quantizer = _plain(quantizer)
         self.device, self.compile, self.name = device, compile, name
@@ -115,7 +120,8 @@ class OverfitCodec:
         from liclab.overfit.encode import fit
         from liclab.quantizers import Universal
 
-        model, schedule = _instantiated(_own_arm(self.model)), _instantiated(self.schedule)
+        model = _built(_own_arm(self.model), self._sources["model"], "model")
+        schedule = _built(self.schedule, self._sources["schedule"], "schedule")
         if self.quantizer is not None:
             schedule = _with_proxy(schedule, self.quantizer)
         if self.iterations:
@@ -266,6 +272,20 @@ def _instantiated(obj):
 
         return instantiate(obj)
     return obj
+
+
+def _built(obj, source: str, kind: str):
+    """``obj`` instantiated; a config it cannot be built from is one line naming ``source``
+    (the preset or file) and the reason, instead of Hydra's chained traceback."""
+    try:
+        return _instantiated(obj)
+    except liclab.LiclabError:
+        raise
+    except Exception as exc:
+        cause = str(exc.__cause__ or exc).strip().splitlines() or [type(exc).__name__]
+        raise liclab.LiclabError(
+            f"{source}: not a valid overfitted-codec {kind} ({cause[0]})"
+        ) from None
 
 
 def _fingerprint(obj) -> Any:

@@ -68,6 +68,10 @@ class Phase:
             raise ValueError(
                 f"a phase needs iterations and hold ≥ 1, not {self.iterations}, {self.hold}"
             )
+        if not self.latent_lr >= 0:
+            raise ValueError(f"a phase's latent_lr must be ≥ 0, not {self.latent_lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"Adam's betas must be two numbers in [0, 1), not {self.betas}")
 
 
 @dataclass
