@@ -182,9 +182,11 @@ def point(name, records, setting, description, images, cache_dir, measures) -> C
     return curve
 
 
-def _instantiate_codec(instantiate, codec_cfg, arg: str, value):
+def _instantiate_codec(codec_cfg, arg: str, value):
     """The codec at one operating point; a :class:`LiclabError` its constructor raises (a
     bad preset or config file) surfaces as itself, one line, not inside Hydra's message."""
+    from hydra.utils import instantiate
+
     try:
         return instantiate(codec_cfg, **{arg: value})
     except Exception as exc:
@@ -196,12 +198,10 @@ def _instantiate_codec(instantiate, codec_cfg, arg: str, value):
 def codecs_at_points(codec_cfg, points) -> list:
     """One codec object per operating point: ``codec_cfg`` (``_target_`` and fixed
     arguments) instantiated with each value of ``points`` (``{argument: [values]}``)."""
-    from hydra.utils import instantiate
-
     if len(points) != 1:
         raise LiclabError(f"operating points must vary one argument, got {list(points)}")
     ((arg, values),) = points.items()
-    codecs = [_instantiate_codec(instantiate, codec_cfg, arg, v) for v in values]
+    codecs = [_instantiate_codec(codec_cfg, arg, v) for v in values]
     for before, codec in zip(codecs, codecs[1:], strict=False):  # a sweep, warm-started: in order
         if getattr(codec, "warm_start", False):
             codec.warm_from = before

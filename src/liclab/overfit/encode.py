@@ -294,13 +294,12 @@ class Fitter:
         q = phase.quantizer.train()
         latents = list(model.latents.parameters())
         ids = {id(p) for p in latents}
-        groups = [
-            {"params": [p for p in model.parameters() if id(p) not in ids], "scale": 1.0},
-            {"params": latents, "scale": phase.latent_lr},
-        ]
-        opt = torch.optim.Adam(groups, lr=phase.lr, betas=phase.betas)
-        for group in opt.param_groups:
-            group["lr"] = phase.lr * group["scale"]
+        networks = [p for p in model.parameters() if id(p) not in ids]
+        groups = [(networks, 1.0), (latents, phase.latent_lr)]  # "scale": of the cosine's lr
+        opt = torch.optim.Adam(
+            [{"params": ps, "scale": k, "lr": k * phase.lr} for ps, k in groups],
+            betas=phase.betas,
+        )
         best = (self.validate()["loss"], _copy(model))
         self.history.append(
             {"phase": name, "iteration": self.done, "kind": "start", "loss": best[0]}
