@@ -363,6 +363,53 @@ def test_a_phase_gives_the_latents_their_own_learning_rate_and_adam_its_betas(mo
     assert result.stats["loss"] < start  # while the networks trained
 
 
+def test_cool_chic_5_schedule_trains_networks_by_soap_and_latents_by_adam(monkeypatch):
+    """The ``coolchic5`` schedule: SOAP with its preconditioners on the networks (weight
+    decay 0.01), Adam on the latents (no preconditioner, no decay, their own betas), the
+    gradient clip on the networks alone, and a final phase whose rounding leaves the latents
+    where the main phase left them while the networks still learn."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from liclab.overfit.encode import Fitter
+    from liclab.overfit.soap import SOAP
+
+    plan = instantiate(OmegaConf.load(config_dir("eval") / "overfit" / "schedule" / "coolchic5.yaml"))
+    plan = plan.scaled(40)
+    seen, clipped = [], []
+    step, phase = Fitter.step, Fitter.phase
+    ends = []  # (name, latents, networks) as each phase ends
+
+    def recording_step(self, q, opt):
+        seen.append(opt)
+        clipped.append({id(p) for p in self.clipped})
+        return step(self, q, opt)
+
+    def recording_phase(self, state, plan_, name):
+        best = phase(self, state, plan_, name)
+        ends.append((name, {k: v for k, v in best[1].items() if k.startswith("latents")},
+                     {k: v for k, v in best[1].items() if not k.startswith("latents")}))  # fmt: skip
+        return best
+
+    monkeypatch.setattr(Fitter, "step", recording_step)
+    monkeypatch.setattr(Fitter, "phase", recording_phase)
+    result = fit(image(), tiny_at_size, 1e-3, plan, log_every=1000)
+    opt = seen[-1]
+    assert all(isinstance(o, SOAP) for o in seen)
+    nets, latents = opt.param_groups
+    assert nets["weight_decay"] == 0.01 and latents["weight_decay"] == 0.0
+    assert latents["max_precond_dim"] == 0 and latents["betas"] == (0.9, 0.999)
+    assert nets["betas"] == (0.95, 0.95) and nets["max_precond_dim"] > 0
+    assert any(f is not None for p in nets["params"] for f in opt.state[p]["factors"])
+    assert all(f is None for p in latents["params"] for f in opt.state[p]["factors"])
+    assert clipped[-1] == {id(p) for p in nets["params"]}
+    (main_name, main_lat, main_net), (final_name, final_lat, final_net) = ends[-2:]
+    assert (main_name, final_name) == ("main", "final")
+    assert all(torch.equal(main_lat[k], final_lat[k]) for k in main_lat)
+    (start,) = [r["loss"] for r in result.history if r["kind"] == "start" and r["phase"] == "main"]
+    assert result.stats["loss"] < start
+
+
 @pytest.mark.parametrize("carry", [False, True])
 def test_warmup_can_carry_the_arm_through_its_first_round(carry, monkeypatch):
     from liclab.overfit.encode import Fitter

@@ -539,7 +539,11 @@ def test_a_schedule_file_that_cannot_be_built_is_one_line_naming_it(tmp_path, ca
     from liclab.images import save_rgb
 
     schedule = OmegaConf.load(config_dir("eval") / "overfit" / "schedule" / "coolchic.yaml")
-    bad = {"hold": (0, "hold ≥ 1"), "latent_lr": (-1.0, "latent_lr must be ≥ 0")}
+    bad = {
+        "hold": (0, "hold ≥ 1"),
+        "latent_lr": (-1.0, "latent_lr must be ≥ 0"),
+        "optimizer": ("sgd", "optimizer is 'adam' or 'soap'"),
+    }
     save_rgb(smooth_image(*SIZE), tmp_path / "x.png")
     for key, (value, reason) in bad.items():
         path = tmp_path / f"bad_{key}.yaml"

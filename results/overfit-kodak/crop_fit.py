@@ -35,6 +35,11 @@ def arguments() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", required=True)
+    p.add_argument(
+        "--schedule",
+        default="coolchic",
+        help="a schedule of the eval config group overfit/schedule (coolchic, coolchic5)",
+    )
     return p
 
 
@@ -45,13 +50,13 @@ def load_crop(image: str, crop: list[int]) -> torch.Tensor:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255
 
 
-def preset() -> tuple[DictConfig, DictConfig]:
-    """(model, schedule) configs: ``coolchic_hop`` with the ``coolchic`` schedule."""
+def preset(schedule: str = "coolchic") -> tuple[DictConfig, DictConfig]:
+    """(model, schedule) configs: ``coolchic_hop`` with the named schedule."""
     overfit = config_dir("eval") / "overfit"
-    return (
-        OmegaConf.load(overfit / "model" / "coolchic_hop.yaml"),
-        OmegaConf.load(overfit / "schedule" / "coolchic.yaml"),
-    )
+    path = overfit / "schedule" / f"{schedule}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such schedule")
+    return OmegaConf.load(overfit / "model" / "coolchic_hop.yaml"), OmegaConf.load(path)
 
 
 def fit_variant(
@@ -62,7 +67,7 @@ def fit_variant(
     scaled to ``iterations`` in all (None: its own 2000); returns a row under
     :data:`COLUMNS`: the final loss under rounding (networks unquantised: what the fit
     compares), bpp (the latents' estimate), 8-bit PSNR and seconds; and the fit's stats."""
-    model, schedule = preset()
+    model, schedule = preset(getattr(args, "schedule", "coolchic"))
     configs = {"schedule": schedule, "model": model}
     for item in overrides:
         key, eq, value = item.partition("=")
@@ -80,6 +85,8 @@ def fit_variant(
     )
     s = result.stats
     variant = " ".join(overrides) or "default"
+    if getattr(args, "schedule", "coolchic") != "coolchic":
+        variant = f"schedule={args.schedule} {' '.join(overrides)}".strip()
     row = (
         f"{args.name}\t{args.seed}\t{variant}\t{s['loss']:.6e}\t{s['bpp']:.4f}\t{s['psnr']:.3f}"
         f"\t{time.perf_counter() - start:.0f}"

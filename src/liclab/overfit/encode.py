@@ -30,6 +30,7 @@ from torch import Tensor
 
 from liclab.overfit.loss import CoolChicMSE
 from liclab.overfit.model import CoolChic, describe
+from liclab.overfit.soap import SOAP
 from liclab.quantizers import Quantizer
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,14 @@ class Phase:
             each stretch runs on the values of its first iteration); 1: every iteration.
         latent_lr: the latents' learning rate as a multiple of the networks' (1: one rate
             for all, as Cool-chic and C3).
-        betas: Adam's (β₁, β₂).
+        betas: Adam's (β₁, β₂), for the networks (and for the latents unless
+            ``latent_betas``).
+        optimizer: ``"adam"``, or ``"soap"``: the networks trained by SOAP (Adam in the
+            eigenbasis of Shampoo's preconditioner, :class:`liclab.overfit.soap.SOAP`), the
+            latents by Adam, as Cool-chic 5.0.
+        latent_betas: Adam's betas for the latents (None: ``betas``).
+        weight_decay: decoupled weight decay of the networks (AdamW's; Cool-chic 5: 0.01).
+        precondition_every: SOAP's steps between refreshes of its eigenbases.
     """
 
     iterations: int
@@ -61,17 +69,31 @@ class Phase:
     hold: int = 1
     latent_lr: float = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
+    optimizer: str = "adam"
+    latent_betas: tuple[float, float] | None = None
+    weight_decay: float = 0.0
+    precondition_every: int = 10
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
+        if self.latent_betas is not None:
+            self.latent_betas = tuple(self.latent_betas)
         if self.hold < 1 or self.iterations < 1:
             raise ValueError(
                 f"a phase needs iterations and hold ≥ 1, not {self.iterations}, {self.hold}"
             )
         if not self.latent_lr >= 0:
             raise ValueError(f"a phase's latent_lr must be ≥ 0, not {self.latent_lr}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"Adam's betas must be two numbers in [0, 1), not {self.betas}")
+        for betas in (self.betas, self.latent_betas or self.betas):
+            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+                raise ValueError(f"Adam's betas must be two numbers in [0, 1), not {betas}")
+        if self.optimizer not in ("adam", "soap"):
+            raise ValueError(f"a phase's optimizer is 'adam' or 'soap', not {self.optimizer!r}")
+        if not self.weight_decay >= 0 or self.precondition_every < 1:
+            raise ValueError(
+                f"a phase needs weight_decay ≥ 0 and precondition_every ≥ 1, not "
+                f"{self.weight_decay}, {self.precondition_every}"
+            )
 
 
 @dataclass
@@ -104,6 +126,8 @@ class Schedule:
         main: the main phase.
         final: the straight-through phase (None: none).
         grad_clip: global gradient-norm clip (Cool-chic: 0.1).
+        clip_latents: the clip takes the latents' gradients with the networks' (liclab's
+            schedules until the sixteenth session); False: the networks' only (Cool-chic 5).
         validate_every: iterations between validations under rounding.
     """
 
@@ -111,6 +135,7 @@ class Schedule:
     warmup: Warmup | None = None
     final: Phase | None = None
     grad_clip: float | None = 0.1
+    clip_latents: bool = True
     validate_every: int = 100
 
     @property
@@ -295,11 +320,8 @@ class Fitter:
         latents = list(model.latents.parameters())
         ids = {id(p) for p in latents}
         networks = [p for p in model.parameters() if id(p) not in ids]
-        groups = [(networks, 1.0), (latents, phase.latent_lr)]  # "scale": of the cosine's lr
-        opt = torch.optim.Adam(
-            [{"params": ps, "scale": k, "lr": k * phase.lr} for ps, k in groups],
-            betas=phase.betas,
-        )
+        opt = _optimizer(phase, networks, latents)
+        self.clipped = list(model.parameters()) if self.schedule.clip_latents else networks
         best = (self.validate()["loss"], _copy(model))
         self.history.append(
             {"phase": name, "iteration": self.done, "kind": "start", "loss": best[0]}
@@ -335,7 +357,7 @@ class Fitter:
         terms = self.loss(self.forward(q), self.x)
         terms["loss"].backward()
         if self.schedule.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.schedule.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.clipped, self.schedule.grad_clip)
         opt.step()
         return terms
 
@@ -349,6 +371,26 @@ class Fitter:
             10 * math.log10(1 / mse) if mse > 0 else math.inf, rate,
             _duration((self.total - self.done) / rate),
         )  # fmt: skip
+
+
+def _optimizer(phase: Phase, networks: list, latents: list) -> torch.optim.Optimizer:
+    """The phase's optimiser over two groups, each with the "scale" of its learning rate
+    (the cosine sets ``lr = scale × the schedule's``): the networks (1) and the latents
+    (``latent_lr``)."""
+    nets = {"params": networks, "scale": 1.0, "lr": phase.lr, "betas": phase.betas}
+    lats = {
+        "params": latents,
+        "scale": phase.latent_lr,
+        "lr": phase.latent_lr * phase.lr,
+        "betas": phase.latent_betas or phase.betas,
+    }
+    if phase.optimizer == "soap":  # the latents: Adam (no preconditioner), no decay
+        nets.update(weight_decay=phase.weight_decay, precondition_every=phase.precondition_every)
+        return SOAP([nets, {**lats, "max_precond_dim": 0, "weight_decay": 0.0}])
+    if phase.weight_decay:
+        nets["weight_decay"] = phase.weight_decay
+        return torch.optim.AdamW([nets, {**lats, "weight_decay": 0.0}])
+    return torch.optim.Adam([nets, lats])
 
 
 def keep_freed_memory(keep: bool = True) -> bool:
