@@ -43,15 +43,15 @@ def one_thread():
 
 def tiny(kind: str = "coolchic") -> CoolChic:
     """Cool-chic-like (learned upsampling with pre-concatenation filters, ReLU; "coolchic-4"
-    without the filters, "coolchic-zeros" with them zero-padded) or C3-like (bilinear, GELU,
-    coarse context)."""
+    without the filters, "coolchic-zeros" with them zero-padded, "coolchic-5" with Cool-chic
+    5's stabiliser) or C3-like (bilinear, GELU, coarse context)."""
     if kind.startswith("coolchic"):
         preconcat = 0 if kind == "coolchic-4" else 7
         padding = "zeros" if kind == "coolchic-zeros" else "replicate"
         up = functools.partial(
             LearnedUpsampling, kernel_size=8, preconcat=preconcat, preconcat_padding=padding
         )
-        syn = {"init": "coolchic"}
+        syn = {"init": "coolchic", "stabiliser": kind == "coolchic-5"}
         arm = ARM(context=24, hidden_layers=2)
     else:
         up, syn = BilinearUpsampling, {"activation": torch.nn.GELU()}
@@ -86,13 +86,14 @@ def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     return float(10 * torch.log10(255**2 / torch.mean((x8 - torch.round(x * 255)) ** 2)))
 
 
-@pytest.mark.parametrize("kind", ["coolchic", "coolchic-4", "coolchic-zeros", "c3"])
+@pytest.mark.parametrize("kind", ["coolchic", "coolchic-4", "coolchic-zeros", "coolchic-5", "c3"])
 def test_the_decoder_returns_exactly_the_encoders_reconstruction(kind):
     model, _, encoded, float_psnr = fitted(kind)
     decoded = coding.decode(encoded.data, "x.lic")
     assert np.array_equal(decoded, encoded.image)
     arch = coding.Architecture.of(model)  # the file names the pre-concatenation padding
     assert arch.preconcat_zeros == (kind == "coolchic-zeros")
+    assert arch.synthesis_stabiliser == (kind == "coolchic-5")
     assert coding.Architecture.parse(tuple(arch.ints()))[0] == arch
     # the exact arithmetic is the quantised float network's, to ~1e-4 of a pixel level
     with torch.no_grad():
@@ -106,7 +107,7 @@ def test_the_decoder_returns_exactly_the_encoders_reconstruction(kind):
     )
 
 
-@pytest.mark.parametrize("kind", ["coolchic", "c3"])
+@pytest.mark.parametrize("kind", ["coolchic", "coolchic-5", "c3"])
 def test_real_bytes_are_within_two_percent_of_the_estimate_per_part(kind):
     model, _, encoded, _ = fitted(kind)
     for part, est in encoded.bits.items():  # ideal code lengths under the coding tables

@@ -12,7 +12,7 @@ The container is liclab's (:mod:`liclab.bitstream`); its fields are used so::
                    its pre-concatenation filters (0: none) + 4096 if they read zeros outside
                    their grid (else its edges),
                    number of synthesis hidden layers, their widths, residual layers,
-                   activation (0 ReLU, 1 GELU),
+                   activation (0 ReLU, 1 GELU) + 32 if the synthesis has a stabiliser,
                    the ARM's rounding bits F (0: none; :class:`~liclab.overfit.exact.ExactARM`),
                    then per parameter group (:func:`liclab.overfit.params.groups` order):
                    step exponent e, coding scale index S, raw low bits r
@@ -66,6 +66,7 @@ class Architecture:
     activation: int  # index into ACTIVATIONS
     preconcat: int = 0  # taps of the learned upsampling's pre-concatenation filters (0: none)
     preconcat_zeros: bool = False  # they read zeros outside their grid (else its edges)
+    synthesis_stabiliser: bool = False  # a 1×1 layer from the dense latents to x̂ (Cool-chic 5)
 
     @classmethod
     def of(cls, model: CoolChic) -> Architecture:
@@ -95,6 +96,7 @@ class Architecture:
             activation=codes[0],
             preconcat=preconcat,
             preconcat_zeros=zeros,
+            synthesis_stabiliser=syn.stabiliser is not None,
         )
 
     def ints(self) -> list[int]:
@@ -107,7 +109,7 @@ class Architecture:
             len(self.synthesis_hidden),
             *self.synthesis_hidden,
             self.residual_layers,
-            self.activation,
+            self.activation + 32 * self.synthesis_stabiliser,
         ]
 
     @classmethod
@@ -115,13 +117,17 @@ class Architecture:
         """(architecture, number of integers read) from the start of ``ints``."""
         n_hidden = ints[5]
         kernel, preconcat, zeros = ints[4] % 128, ints[4] // 128 % 32, ints[4] // 4096
+        tail = ints[6 + n_hidden : 8 + n_hidden]  # residual layers, activation + flags
+        flags = tail[1] // 32 if len(tail) == 2 else 0
         arch = cls(
             *ints[:4],
             kernel,
             tuple(ints[6 : 6 + n_hidden]),
-            *ints[6 + n_hidden : 8 + n_hidden],
+            *tail[:1],
+            *(t % 32 for t in tail[1:]),
             preconcat=preconcat,
             preconcat_zeros=bool(zeros),
+            synthesis_stabiliser=bool(flags % 2),
         )
         if len(arch.synthesis_hidden) != n_hidden or not (
             1 <= arch.levels <= 16
@@ -135,6 +141,7 @@ class Architecture:
             and all(1 <= w <= 1024 for w in arch.synthesis_hidden)
             and arch.residual_layers <= 16
             and arch.activation < len(ACTIVATIONS)
+            and flags <= 1
         ):
             raise ValueError(f"impossible architecture {arch}")
         return arch, 8 + n_hidden
@@ -156,6 +163,7 @@ class Architecture:
             hidden=self.synthesis_hidden,
             residual_layers=self.residual_layers,
             activation=activation,
+            stabiliser=self.synthesis_stabiliser,
         )
         arm = ARM(self.context, self.hidden_layers, self.coarse)
         return CoolChic(size, arm, up, syn, levels=self.levels)
@@ -282,4 +290,5 @@ def _decoder(arch: Architecture, groups: list[params.Group], rounding: int) -> D
         rounding,
         preconcat=bool(arch.preconcat),
         preconcat_zeros=arch.preconcat_zeros,
+        synthesis_stabiliser=arch.synthesis_stabiliser,
     )

@@ -46,6 +46,7 @@ class Decoder:
         rounding: the ARM's rounding bits (0: none).
         preconcat: the learned upsampling has pre-concatenation filters (Cool-chic 5).
         preconcat_zeros: they read zeros outside their grid (else its edges).
+        synthesis_stabiliser: the synthesis has a 1×1 stabiliser (Cool-chic 5).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class Decoder:
         rounding: int,
         preconcat: bool = False,
         preconcat_zeros: bool = False,
+        synthesis_stabiliser: bool = False,
     ):
         self.zeros = preconcat_zeros
         arm = [f"arm.layers.{i}" for i in range(hidden_layers + 1)]
@@ -86,6 +88,11 @@ class Decoder:
                 for i in range(residual)
             ],
             activation,
+            (
+                (t("synthesis.stabiliser.weight").flatten(1), t("synthesis.stabiliser.bias"))
+                if synthesis_stabiliser
+                else None
+            ),
         )
 
     def image(self, y_hat: list[Tensor], verify: bool = False) -> Tensor:
@@ -147,6 +154,7 @@ class Decoder:
         residual = len(self.synthesis.residual_layers)
         planes = [torch.empty(3, h, w, dtype=torch.float64) for _ in range(residual + 1)]
         done = [0] * (residual + 1)  # rows of each stage computed
+        skip = torch.empty(3, h, w, dtype=torch.float64) if self.synthesis.stabiliser is not None else None
         finest = grids[0]
         # a pre-concatenation filter reads `pad` rows below the ones it outputs
         pad = self.filters[0].numel() - 1 if self.filters else 0
@@ -175,6 +183,8 @@ class Decoder:
                 rows = torch.cat([y0[None], rows], 0).permute(1, 2, 0).reshape(-1, levels)
                 x = self.synthesis.pointwise(rows)
                 planes[0][:, done[0] : ready] = x.t().reshape(3, ready - done[0], w)
+                if skip is not None:
+                    skip[:, done[0] : ready] = self.synthesis.skip(rows).t().reshape(3, -1, w)
                 done[0] = ready
             for i in range(residual):  # each layer one row behind its input (3×3)
                 limit = h if done[i] == h else done[i] - 1
@@ -182,7 +192,8 @@ class Decoder:
                     band = self.synthesis.residual(i, planes[i], done[i + 1], limit)
                     planes[i + 1][:, done[i + 1] : limit] = band
                     done[i + 1] = limit
-        return (planes[-1] * 2.0**-exact.SYN_BITS)[None]
+        out = planes[-1] if skip is None else planes[-1] + skip
+        return (out * 2.0**-exact.SYN_BITS)[None]
 
 
 class _Progress:

@@ -400,25 +400,40 @@ class ExactSynthesis:
         pointwise: the 1×1 layers' quantised (weight (out, in), bias), float64.
         residual: the residual 3×3 layers' (weight (3, 3, 3, 3), bias).
         activation: :func:`relu` or :func:`gelu`.
+        stabiliser: the 1×1 stabiliser's (weight (3, L), bias), or None: its output, rounded
+            to the activations' grid, is added to the last layer's.
     """
 
-    def __init__(self, pointwise, residual, activation: Callable[[Tensor], Tensor]):
+    def __init__(
+        self, pointwise, residual, activation: Callable[[Tensor], Tensor], stabiliser=None
+    ):
         s = 2.0**SYN_BITS
         self.pointwise_layers = [
             (w.t() * (s if i == 0 else 1.0), b * s) for i, (w, b) in enumerate(pointwise)
         ]
         self.residual_layers = [(w, b * s) for w, b in residual]
         self.activation = activation
+        self.stabiliser = None if stabiliser is None else (stabiliser[0].t() * s, stabiliser[1] * s)
 
     def __call__(self, dense: Tensor, verify: bool = False) -> Tensor:
         """x̂ (1, 3, H, W) float64 (not clamped) of dense latents (1, L, H, W) on the 2^−12
         grid, in one go; ``verify`` checks every sum is exact (the encoder's pass)."""
         _, c, h, w = dense.shape
-        x = self.pointwise(dense.permute(0, 2, 3, 1).reshape(h * w, c), verify)
-        x = x.t().reshape(3, h, w)
+        rows = dense.permute(0, 2, 3, 1).reshape(h * w, c)
+        x = self.pointwise(rows, verify).t().reshape(3, h, w)
         for i in range(len(self.residual_layers)):
             x = self.residual(i, x, 0, h, verify)
+        if self.stabiliser is not None:
+            x = x + self.skip(rows, verify).t().reshape(3, h, w)
         return (x * 2.0**-SYN_BITS)[None]
+
+    def skip(self, rows: Tensor, verify: bool = False) -> Tensor:
+        """The stabiliser on pixel rows (n, L): (n, 3), as integers H."""
+        m, b = self.stabiliser
+        if verify:
+            bound = float((rows.abs() @ m.abs()).max() + b.abs().max())
+            check(bound, max(UP_BITS + fraction_bits(m), fraction_bits(b)), "synthesis stabiliser")
+        return torch.addmm(b, rows, m).round_()
 
     def pointwise(self, rows: Tensor, verify: bool = False) -> Tensor:
         """The 1×1 layers on pixel rows (n, L): (n, 3), as integers H."""

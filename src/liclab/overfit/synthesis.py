@@ -16,6 +16,7 @@ class Synthesis(nn.Module):
 
         L ─1×1─▶ hidden[0] ─act─ … ─1×1─▶ hidden[-1] ─act─1×1─▶ 3
           ─▶ [x ← act(conv3×3(x) + x)] × (residual_layers − 1) ─▶ x ← conv3×3(x) + x
+          (+ 1×1 stabiliser: L ─▶ 3, straight from the input, with ``stabiliser``)
 
     The 3×3 convolutions pad by replicating the border. Cool-chic 5.0.1's "hop" synthesis is
     ``hidden=[48], residual_layers=2`` with ReLU (4.x's: ``hidden=[40]``); C3's Kodak one
@@ -32,6 +33,10 @@ class Synthesis(nn.Module):
             out_channels² and their biases zero, so x̂ starts near 0 and no ReLU starts dead
             (Cool-chic's); ``"default"``: PyTorch's default (weights and biases uniform in
             ±1/√fan_in).
+        stabiliser: a 1×1 convolution from the input straight to the output, added to it
+            (Cool-chic 5.0's linear stabiliser: a linear path beside the trunk, which carries
+            the latents to x̂ from the first iteration); initialised uniform in
+            ±1/(out_channels²·√in_channels), zero bias.
     """
 
     def __init__(
@@ -42,6 +47,7 @@ class Synthesis(nn.Module):
         out_channels: int = 3,
         activation: nn.Module | None = None,
         init: str = "default",
+        stabiliser: bool = False,
     ):
         super().__init__()
         if init not in ("default", "coolchic"):
@@ -62,9 +68,15 @@ class Synthesis(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         self.activation = activation if activation is not None else nn.ReLU(inplace=True)
+        self.stabiliser = nn.Conv2d(in_channels, out_channels, 1) if stabiliser else None
+        if stabiliser:
+            bound = 1 / (out_channels**2 * in_channels**0.5)
+            nn.init.uniform_(self.stabiliser.weight, -bound, bound)
+            nn.init.zeros_(self.stabiliser.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         _, c, h, w = x.shape
+        skip = self.stabiliser(x) if self.stabiliser is not None else None
         if isinstance(self.activation, nn.ReLU):
             # (H·W, C) rows: a view of channels-last input, and the output is channels-last
             layers = self.pointwise
@@ -85,9 +97,10 @@ class Synthesis(nn.Module):
             x = conv3x3(x, layer.weight, layer.bias) + x
             if i < len(self.residual) - 1:
                 x = self.activation(x)
-        return x
+        return x if skip is None else x + skip
 
     def macs_per_pixel(self) -> int:
-        return sum(c.in_channels * c.out_channels for c in self.pointwise) + sum(
+        convs = [*self.pointwise, *([self.stabiliser] if self.stabiliser is not None else [])]
+        return sum(c.in_channels * c.out_channels for c in convs) + sum(
             9 * c.in_channels * c.out_channels for c in self.residual
         )
