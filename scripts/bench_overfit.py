@@ -58,11 +58,11 @@ def load_image() -> tuple[torch.Tensor, str]:
     return img[0].clamp(0, 1), "synthetic 768×512"
 
 
-def make(preset: str, x: torch.Tensor, compile: bool):
+def make(preset: str, x: torch.Tensor, compile: bool, soap: bool = False):
     from hydra.utils import instantiate
 
     from liclab.codecs.overfit import OverfitCodec
-    from liclab.overfit.encode import Fitter, Phase, Schedule
+    from liclab.overfit.encode import Fitter, Phase, Schedule, _optimizer
     from liclab.overfit.loss import CoolChicMSE
     from liclab.quantizers import GaussianNoise, SoftRoundNoise
 
@@ -73,6 +73,11 @@ def make(preset: str, x: torch.Tensor, compile: bool):
     schedule = Schedule(main=Phase(iterations=1, lr=1e-2, quantizer=q))
     fitter = Fitter(x[None], CoolChicMSE(1e-3), schedule, 10**9, model.train(), compile)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    if soap:  # the coolchic5 schedule's main phase: SOAP for the networks, the clip on them
+        phase = Phase(1, 1e-2, q, optimizer="soap", betas=(0.95, 0.95), weight_decay=0.01)
+        latents = list(model.latents.parameters())
+        networks = [p for p in model.parameters() if all(p is not t for t in latents)]
+        opt, fitter.clipped = _optimizer(phase, networks, latents), networks
     start = time.perf_counter()
     for _ in range(2):  # first iterations: allocations, and the compilation
         fitter.step(q, opt)
@@ -153,6 +158,11 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=5, help="timed per preset and round")
     parser.add_argument("--compile", action="store_true", help="also each preset compiled")
     parser.add_argument(
+        "--soap",
+        action="store_true",
+        help="also each preset with its networks trained by SOAP (the coolchic5 schedule)",
+    )
+    parser.add_argument(
         "--recompute",
         action="store_true",
         help="also each preset with the MLPs' activations recomputed in the backward pass "
@@ -223,6 +233,7 @@ def main() -> None:
         ("glibc defaults", (False, True) if args.malloc else None),
         ("no C kernel", (False, True) if args.no_kernel else None),
         ("no conv kernel", (False, True) if args.no_conv_kernel else None),
+        ("soap", (False, True) if args.soap else None),
     ):
         if values:
             variants = [{**v, key: value} for v in variants for value in values]
@@ -238,7 +249,9 @@ def main() -> None:
     for preset in args.presets:
         for v in variants:
             apply(v)
-            model, step, first, time_parts_of = make(preset, x, v.get("compiled", False))
+            model, step, first, time_parts_of = make(
+                preset, x, v.get("compiled", False), v.get("soap", False)
+            )
             label = " ".join(
                 [preset]
                 + [k for k, on in v.items() if on is True]

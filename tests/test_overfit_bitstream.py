@@ -44,20 +44,22 @@ def one_thread():
 def tiny(kind: str = "coolchic") -> CoolChic:
     """Cool-chic-like (learned upsampling with pre-concatenation filters, ReLU; "coolchic-4"
     without the filters, "coolchic-zeros" with them zero-padded, "coolchic-5" with Cool-chic
-    5's stabiliser) or C3-like (bilinear, GELU, coarse context)."""
+    5's stabilisers, inter-grid features and hyperlatents) or C3-like (bilinear, GELU, coarse
+    context)."""
     if kind.startswith("coolchic"):
         preconcat = 0 if kind == "coolchic-4" else 7
         padding = "zeros" if kind == "coolchic-zeros" else "replicate"
         up = functools.partial(
             LearnedUpsampling, kernel_size=8, preconcat=preconcat, preconcat_padding=padding
         )
-        syn = {"init": "coolchic", "stabiliser": kind == "coolchic-5"}
-        arm = ARM(context=24, hidden_layers=2)
+        five = kind == "coolchic-5"
+        syn = {"init": "coolchic", "stabiliser": five}
+        arm = ARM(context=14 if five else 24, hidden_layers=2, stabiliser=five, features=6 * five)
     else:
         up, syn = BilinearUpsampling, {"activation": torch.nn.GELU()}
         arm = ARM(context=8, hidden_layers=1, coarse=4)
     synthesis = functools.partial(Synthesis, hidden=[12, 8], residual_layers=2, **syn)
-    return CoolChic(SIZE, arm, up, synthesis)
+    return CoolChic(SIZE, arm, up, synthesis, hyperlatents=2 if kind == "coolchic-5" else 0)
 
 
 def image() -> torch.Tensor:
@@ -142,8 +144,9 @@ def test_network_parameter_coding_round_trips_exactly():
     assert any(g.raw > 0 for g in groups)
 
 
-def test_a_fresh_process_with_other_thread_counts_decodes_identically(tmp_path):
-    _, _, encoded, _ = fitted("coolchic")
+@pytest.mark.parametrize("kind", ["coolchic", "coolchic-5"])
+def test_a_fresh_process_with_other_thread_counts_decodes_identically(tmp_path, kind):
+    _, _, encoded, _ = fitted(kind)
     path = tmp_path / "x.lic"
     path.write_bytes(encoded.data)
     threads = 3 if torch.get_num_threads() != 3 else 1
@@ -206,6 +209,43 @@ def randomised_arm(context: int = 24, hidden: int = 2, coarse: int = 0, seed: in
     return arm, exact.ExactARM(weights, biases)
 
 
+FEATURE_SHAPES = [(16, 24), (8, 12), (4, 6), (8, 12), (4, 6)]  # 3 grids, 2 hyperlatent grids
+FEATURE_RESOLUTIONS = [0, 1, 2, 1, 2]
+
+
+def feature_arm(context: int = 8, seed: int = 0, rounding=None):
+    """Cool-chic 5's ARM (stabiliser, 4 inter-grid features on the finest 2 of 3 grids, 2
+    hyperlatent grids) with dyadic weights, the same ARM exactly (its feature maps folded into
+    the first product) and its wavefront."""
+    g = torch.Generator().manual_seed(seed)
+    arm = ARM(context, 2, stabiliser=True, features=4)
+    arm.attach(3, FEATURE_RESOLUTIONS)
+    with torch.no_grad():
+        for name, p in arm.named_parameters():
+            step = 2.0**-10 if name.endswith("bias") else 2.0**-7
+            p.copy_(torch.round(torch.randn(p.shape, generator=g) * 0.1 / step) * step)
+
+    def np_(t):
+        return t.detach().double().numpy()
+
+    maps = [(np_(m.weight), np_(m.bias)) for m in arm.ifce]
+    exact_arm = exact.ExactARM(
+        [np_(layer.weight) for layer in arm.layers],
+        [np_(layer.bias) for layer in arm.layers],
+        rounding,
+        (np_(arm.stabiliser.weight), np_(arm.stabiliser.bias)),
+        exact.feature_fold(context, maps),
+    )
+    wavefront = Wavefront(
+        FEATURE_SHAPES,
+        context,
+        levels=3,
+        resolutions=FEATURE_RESOLUTIONS,
+        feature_inputs=[arm.coarser(i) for i in range(len(arm.ifce))],
+    )
+    return arm, exact_arm, wavefront
+
+
 def random_latents(shapes, seed: int = 0, spread: float = 2.0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [np.round(rng.laplace(0, spread * (1 + i), s)) for i, s in enumerate(shapes)]
@@ -229,16 +269,49 @@ def test_the_integer_arm_equals_the_float_arm_within_two_to_the_minus_ten():
     assert inside.mean() > 0.5
 
 
-@pytest.mark.parametrize("coarse", [0, 4])
+def test_the_folded_arm_with_features_and_stabiliser_equals_the_float_arm():
+    """Inter-grid features folded into the first product, the stabiliser a second product:
+    the exact ARM's outputs are the float ARM's (features from the coarser grids and the
+    hyperlatents, zeros on the coarsest grid and the hyperlatents) within 2^-10."""
+    arm, exact_arm, wavefront = feature_arm()
+    y = random_latents(FEATURE_SHAPES, seed=2)
+    with torch.no_grad():
+        params = arm([torch.from_numpy(a)[None, None].float() for a in y])
+    mu = torch.cat([m.reshape(-1) for m, _ in params]).double().numpy()[wavefront.order]
+    scale = torch.cat([s.reshape(-1) for _, s in params]).double().numpy()[wavefront.order]
+    canvas = wavefront.canvas(y)
+    o = exact_arm(wavefront.contexts(canvas, 0, len(wavefront.pos)), verify=True)
+    mu_exact = (o[:, 0] - laplace.MU_OFFSET) / laplace.MU_STEPS
+    log_scale = (o[:, 1] - laplace.SCALE_ORIGIN) / laplace.SCALE_STEPS
+    inside = (log_scale > LOG_SCALE_RANGE[0]) & (log_scale < LOG_SCALE_RANGE[1])
+    assert np.abs(mu_exact - mu).max() < 2.0**-10
+    assert np.abs(log_scale - np.log(scale))[inside].max() < 2.0**-10
+    assert inside.mean() > 0.5
+    # the features matter: without them (zero maps) the outputs of the finest grid change
+    with torch.no_grad():
+        for m in arm.ifce:
+            m.weight.zero_()
+            m.bias.zero_()
+        plain = arm([torch.from_numpy(a)[None, None].float() for a in y])
+    assert not torch.allclose(plain[0][0], params[0][0])
+    assert torch.equal(plain[2][0], params[2][0])  # the coarsest grid has none
+
+
+@pytest.mark.parametrize("coarse", [0, 4, "features"])
 def test_a_later_latent_never_changes_an_earlier_ones_coding_distribution(coarse):
-    _, exact_arm = randomised_arm(context=24 if not coarse else 8, coarse=coarse)
-    shapes = [(16, 24), (8, 12), (4, 6)]
-    wavefront = Wavefront(shapes, 24 if not coarse else 8, coarse)
+    if coarse == "features":
+        _, exact_arm, wavefront = feature_arm()
+        shapes = FEATURE_SHAPES
+    else:
+        _, exact_arm = randomised_arm(context=24 if not coarse else 8, coarse=coarse)
+        shapes = [(16, 24), (8, 12), (4, 6)]
+        wavefront = Wavefront(shapes, 24 if not coarse else 8, coarse)
     y = random_latents(shapes)
     before = wavefront.parameters(y, exact_arm)
     rank = np.empty_like(wavefront.order)
     rank[wavefront.order] = np.arange(len(rank))  # decoding position of every latent
-    for level, pos in [(0, 8 * 24 + 11), (1, 4 * 12 + 5)]:
+    perturbed = [(0, 8 * 24 + 11), (1, 4 * 12 + 5)] + [(3, 4 * 12 + 5)] * (coarse == "features")
+    for level, pos in perturbed:  # (3: a hyperlatent, which reaches the finer grids' features)
         first = sum(h * w for h, w in shapes[:level])  # the grid's first latent
         changed = [a.copy() for a in y]
         changed[level].reshape(-1)[pos] += 9
@@ -251,10 +324,21 @@ def test_a_later_latent_never_changes_an_earlier_ones_coding_distribution(coarse
         assert (same_grid > pos).all()  # in raster order too
 
 
-@pytest.mark.parametrize(("context", "coarse"), [(24, 0), (8, 4), (1, 0), (12, 9)])
+@pytest.mark.parametrize(
+    ("context", "coarse"), [(24, 0), (8, 4), (1, 0), (12, 9), (14, "features")]
+)
 def test_every_context_value_is_decoded_at_an_earlier_wavefront_step(context, coarse):
     shapes = [(9, 13), (5, 7), (3, 4)]
-    wavefront = Wavefront(shapes, context, coarse)
+    if coarse == "features":  # and two hyperlatent grids
+        arm = ARM(context, 1, features=2)
+        arm.attach(3, [0, 1, 2, 1, 2])
+        inputs = [arm.coarser(g) for g in range(len(arm.ifce))]
+        assert inputs == [[(1, 1), (2, 2), (3, 1), (4, 2)], [(2, 1), (4, 1)]]
+        wavefront = Wavefront(
+            [*shapes, (5, 7), (3, 4)], context, 0, 3, [0, 1, 2, 1, 2], feature_inputs=inputs
+        )
+    else:
+        wavefront = Wavefront(shapes, context, coarse)
     step = np.empty(len(wavefront.order), dtype=np.int64)
     step[wavefront.order] = np.repeat(np.arange(wavefront.steps), np.diff(wavefront.bounds))
     canvas_step = np.full(wavefront.size, -1)
@@ -268,7 +352,8 @@ def test_every_context_value_is_decoded_at_an_earlier_wavefront_step(context, co
 
 @pytest.mark.parametrize("step", ["c", "numpy"])
 @pytest.mark.parametrize(
-    ("context", "coarse", "rounding"), [(24, 0, None), (8, 4, None), (8, 0, 12)]
+    ("context", "coarse", "rounding"),
+    [(24, 0, None), (8, 4, None), (8, 0, 12), (8, "features", None), (8, "features", 12)],
 )
 def test_wavefront_coding_round_trips_with_escapes(context, coarse, rounding, step, monkeypatch):
     """Both implementations of a decoding step (the C extension, numpy) read what the
@@ -279,12 +364,16 @@ def test_wavefront_coding_round_trips_with_escapes(context, coarse, rounding, st
         monkeypatch.setattr(module, "_wavefront", None)
     else:
         assert module._wavefront is not None, "liclab.overfit._wavefront was not built"
-    arm, _ = randomised_arm(context=context, hidden=2 if context == 24 else 1, coarse=coarse)
-    weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
-    biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
-    exact_arm = exact.ExactARM(weights, biases, rounding)
-    shapes = [(12, 20), (6, 10), (3, 5)]
-    wavefront = Wavefront(shapes, context, coarse)
+    if coarse == "features":  # Cool-chic 5's: features, stabiliser, hyperlatents
+        _, exact_arm, wavefront = feature_arm(context, rounding=rounding)
+        shapes = FEATURE_SHAPES
+    else:
+        arm, _ = randomised_arm(context=context, hidden=2 if context == 24 else 1, coarse=coarse)
+        weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
+        biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
+        exact_arm = exact.ExactARM(weights, biases, rounding)
+        shapes = [(12, 20), (6, 10), (3, 5)]
+        wavefront = Wavefront(shapes, context, coarse)
     y = random_latents(shapes, spread=3.0)
     y[0][2, 3], y[0][5, 5], y[1][1, 1], y[2][0, 0] = 5000, 40, -70000, 3  # past the tables
     data = wavefront.encode(y, exact_arm)
@@ -296,18 +385,23 @@ def test_wavefront_coding_round_trips_with_escapes(context, coarse, rounding, st
 
 
 @pytest.mark.parametrize(
-    ("context", "coarse", "rounding"), [(24, 0, None), (8, 4, None), (8, 0, 12), (3, 0, None)]
+    ("context", "coarse", "rounding"),
+    [(24, 0, None), (8, 4, None), (8, 0, 12), (3, 0, None), (14, "features", None)],
 )
 def test_the_c_step_gives_every_latent_the_numpy_arms_distribution(context, coarse, rounding):
     from liclab.overfit import wavefront as module
 
     assert module._wavefront is not None, "liclab.overfit._wavefront was not built"
-    arm, _ = randomised_arm(context=context, hidden=2, coarse=coarse, seed=3)
-    weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
-    biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
-    exact_arm = exact.ExactARM(weights, biases, rounding)
-    shapes = [(13, 21), (7, 11), (4, 6)]
-    wavefront = Wavefront(shapes, context, coarse)
+    if coarse == "features":
+        _, exact_arm, wavefront = feature_arm(context, seed=3, rounding=rounding)
+        shapes = FEATURE_SHAPES
+    else:
+        arm, _ = randomised_arm(context=context, hidden=2, coarse=coarse, seed=3)
+        weights = [layer.weight.detach().double().numpy() for layer in arm.layers]
+        biases = [layer.bias.detach().double().numpy() for layer in arm.layers]
+        exact_arm = exact.ExactARM(weights, biases, rounding)
+        shapes = [(13, 21), (7, 11), (4, 6)]
+        wavefront = Wavefront(shapes, context, coarse)
     y = random_latents(shapes, seed=4, spread=3.0)
     mq, s = wavefront.parameters(y, exact_arm)
     bank = laplace.window_bank()

@@ -35,7 +35,9 @@ def test_without_preconditioners_soap_is_adam_one_step_later():
     assert torch.allclose(p, q, rtol=0, atol=2e-3)
     soap_nodecay = SOAP([r := start.clone().requires_grad_()], lr=0.1, betas=(0.9, 0.99), eps=0.0,
                         max_precond_dim=0)  # fmt: skip
-    adam_nodecay = torch.optim.Adam([s := start.clone().requires_grad_()], lr=0.1, betas=(0.9, 0.99), eps=0.0)
+    adam_nodecay = torch.optim.Adam(
+        [s := start.clone().requires_grad_()], lr=0.1, betas=(0.9, 0.99), eps=0.0
+    )
     r.grad = grads[0]
     soap_nodecay.step()
     for g in grads[1:]:
@@ -68,14 +70,18 @@ def test_soap_is_equivariant_under_rotations_of_rows_and_columns_and_adam_is_not
     on the same least-squares problem. (ε well above the rounding noise of the rotated
     gradient's near-zero coordinates, which Adam's normalisation would otherwise amplify.)"""
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(20, 6, generator=g, dtype=torch.float64) * torch.logspace(0, 1, 6, dtype=torch.float64)
+    x = torch.randn(20, 6, generator=g, dtype=torch.float64) * torch.logspace(
+        0, 1, 6, dtype=torch.float64
+    )
     y = torch.randn(20, 5, generator=g, dtype=torch.float64)
     w0 = torch.randn(6, 5, generator=g, dtype=torch.float64)
     eye6, eye5 = torch.eye(6, dtype=torch.float64), torch.eye(5, dtype=torch.float64)
     u, v = _orthogonal(6, 2), _orthogonal(5, 3)
 
     def soap(ps):
-        return SOAP(ps, lr=0.05, betas=(0.95, 0.95), eps=1e-3, weight_decay=0.01, precondition_every=3)
+        return SOAP(
+            ps, lr=0.05, betas=(0.95, 0.95), eps=1e-3, weight_decay=0.01, precondition_every=3
+        )
 
     def adam(ps):
         return torch.optim.Adam(ps, lr=0.05)
@@ -120,7 +126,9 @@ def test_soap_lowers_an_ill_conditioned_quadratic_faster_than_adam():
     SOAP at Adam's settings ends lower than Adam after the same steps."""
     g = torch.Generator().manual_seed(5)
     mix = torch.randn(8, 8, generator=g, dtype=torch.float64)
-    x = torch.randn(64, 8, generator=g, dtype=torch.float64) @ (mix * torch.logspace(0, 1.5, 8, dtype=torch.float64))
+    x = torch.randn(64, 8, generator=g, dtype=torch.float64) @ (
+        mix * torch.logspace(0, 1.5, 8, dtype=torch.float64)
+    )
     y = torch.randn(64, 6, generator=g, dtype=torch.float64)
     w0 = torch.zeros(8, 6, dtype=torch.float64)
     eye8, eye6 = torch.eye(8, dtype=torch.float64), torch.eye(6, dtype=torch.float64)
@@ -130,6 +138,8 @@ def test_soap_lowers_an_ill_conditioned_quadratic_faster_than_adam():
 
     best = loss(torch.linalg.lstsq(x, y).solution)
     soap = _trajectory(lambda ps: SOAP(ps, lr=0.02, betas=(0.9, 0.99)), w0, x, y, eye8, eye6, 200)
-    adam = _trajectory(lambda ps: torch.optim.Adam(ps, lr=0.02, betas=(0.9, 0.99)), w0, x, y, eye8, eye6, 200)
+    adam = _trajectory(
+        lambda ps: torch.optim.Adam(ps, lr=0.02, betas=(0.9, 0.99)), w0, x, y, eye8, eye6, 200
+    )
     assert loss(soap) - best < 0.5 * (loss(adam) - best)
     assert math.isfinite(loss(soap))

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MAX_LAYERS 8
+#define MAX_LAYERS 10
 #define MAX_WIDTH 128
 
 typedef struct {
@@ -33,10 +33,13 @@ typedef struct {
     Py_buffer table;   /* float64 (rows, cols): this step's window rows, written */
     Py_buffer lo;      /* int64 (rows,): each latent's window start, written */
     Py_buffer scale;   /* int64 (rows,): each latent's scale index, written */
-    Py_buffer layers[MAX_LAYERS]; /* float64 (m, m) hidden, then (m, 2) output */
+    /* float64: hidden layers (mi, m) then (m, m), the output (m, 2) ((mi, 2) without hidden
+     * layers), then the stabiliser (mi, 2) if any: mi = k1 + c gathered values per latent */
+    Py_buffer layers[MAX_LAYERS];
     int nbuf;          /* buffers held (for the destructor) */
     int nlayers;       /* hidden layers */
-    Py_ssize_t m, k1, c, cols, keys, top, steps, start, count;
+    int skip;          /* a stabiliser follows the output layer */
+    Py_ssize_t m, mi, k1, c, cols, keys, top, steps, start, count;
     int rounding;
     int mu_bits; /* the mean's grid 2^-mu_bits: keys are scale · 2^mu_bits + offset */
 } Stepper;
@@ -80,14 +83,15 @@ static int get(PyObject *obj, Py_buffer *view, Py_ssize_t size, char kind, int w
 }
 
 static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"canvas", "pos", "offsets", "coarse", "bounds", "bank",
-                             "table", "lo", "scale", "layers", "rounding", "mu_bits", NULL};
-    PyObject *obj[9], *layers;
+    static char *kwlist[] = {"canvas", "pos",    "offsets", "coarse",  "bounds",
+                             "bank",   "table",  "lo",      "scale",   "layers",
+                             "rounding", "mu_bits", "skip", NULL};
+    PyObject *obj[9], *layers, *skip = Py_None;
     int rounding, mu_bits;
     if (self->nbuf) release_all(self);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOpi", kwlist, &obj[0], &obj[1],
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOpi|O", kwlist, &obj[0], &obj[1],
                                      &obj[2], &obj[3], &obj[4], &obj[5], &obj[6], &obj[7],
-                                     &obj[8], &layers, &rounding, &mu_bits))
+                                     &obj[8], &layers, &rounding, &mu_bits, &skip))
         return -1;
     if (mu_bits < 0 || mu_bits > 16) {
         PyErr_SetString(PyExc_ValueError, "mu_bits: 0 to 16");
@@ -105,8 +109,8 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
         self->nbuf++;
     }
     if (!PyList_Check(layers) || PyList_GET_SIZE(layers) < 1 ||
-        PyList_GET_SIZE(layers) > MAX_LAYERS) {
-        PyErr_SetString(PyExc_ValueError, "layers: a list of 1 to 8 matrices");
+        PyList_GET_SIZE(layers) > MAX_LAYERS - 1) {
+        PyErr_SetString(PyExc_ValueError, "layers: a list of 1 to 9 matrices");
         goto fail;
     }
     Py_ssize_t n = PyList_GET_SIZE(layers);
@@ -115,25 +119,33 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
             goto fail;
         self->nbuf++;
     }
+    self->skip = skip != Py_None;
+    if (self->skip) {
+        if (get(skip, &self->layers[n], 8, 'f', 0, "skip") < 0) goto fail;
+        self->nbuf++;
+    }
     self->nlayers = (int)n - 1;
     self->k1 = self->offsets.len / 4;
     Py_ssize_t npos = self->pos.len / 4;
     self->c = self->coarse.len ? self->coarse.len / 8 / (npos ? npos : 1) : 0;
-    self->m = self->k1 + self->c;
+    self->mi = self->k1 + self->c;
+    self->m = self->nlayers ? self->layers[0].len / 8 / self->mi : self->mi;
     self->cols = self->bank.ndim == 2 ? self->bank.shape[1] : 0;
     self->keys = self->cols ? self->bank.len / 8 / self->cols : 0;
     self->steps = self->bounds.len / 8 - 1;
     self->rounding = rounding;
     self->mu_bits = mu_bits;
-    int ok = self->m <= MAX_WIDTH && self->cols > 0 && self->steps >= 0 &&
+    int ok = self->m <= MAX_WIDTH && self->mi <= MAX_WIDTH && self->m > 0 &&
+             self->cols > 0 && self->steps >= 0 &&
              self->table.len / 8 % self->cols == 0 &&
              self->table.len / 8 / self->cols == self->lo.len / 8 &&
              self->lo.len == self->scale.len &&
              (self->c == 0 || self->c * npos * 8 == self->coarse.len);
     for (int i = 0; ok && i <= self->nlayers; i++) {
-        Py_ssize_t out = i < self->nlayers ? self->m : 2;
-        ok = self->layers[i].len == self->m * out * 8;
+        Py_ssize_t in = i == 0 ? self->mi : self->m, out = i < self->nlayers ? self->m : 2;
+        ok = self->layers[i].len == in * out * 8;
     }
+    if (ok && self->skip) ok = self->layers[self->nlayers + 1].len == self->mi * 2 * 8;
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "Stepper: inconsistent shapes");
         goto fail;
@@ -220,13 +232,14 @@ static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
     const int64_t *coarse = (const int64_t *)self->coarse.buf + start * self->c;
     double *table = self->table.buf;
     int64_t *lo = self->lo.buf, *scale = self->scale.buf;
-    const Py_ssize_t m = self->m, k1 = self->k1, c = self->c, cols = self->cols;
+    const Py_ssize_t m = self->m, mi = self->mi, k1 = self->k1, c = self->c, cols = self->cols;
     const Py_ssize_t ncanvas = self->canvas.len / 8;
     const double top = (double)self->top;
     const int mu_bits = self->mu_bits;
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
-    double x[MAX_WIDTH * LANES], h[MAX_WIDTH * LANES];
+    double x0[MAX_WIDTH * LANES], x[MAX_WIDTH * LANES], h[MAX_WIDTH * LANES];
+    double h2[2 * LANES];
     for (Py_ssize_t n0 = 0; n0 < count && !bad; n0 += LANES) {
         const Py_ssize_t lanes = count - n0 < LANES ? count - n0 : LANES;
         for (Py_ssize_t b = 0; b < LANES; b++) {
@@ -234,19 +247,27 @@ static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
             for (Py_ssize_t i = 0; i < k1; i++) {
                 Py_ssize_t at = (Py_ssize_t)pos[n] + offsets[i];
                 if (at < 0 || at >= ncanvas) { bad = 1; at = 0; }
-                x[i * LANES + b] = canvas[at];
+                x0[i * LANES + b] = canvas[at];
             }
             for (Py_ssize_t i = 0; i < c; i++) {
                 int64_t at = coarse[n * c + i];
                 if (at < 0 || at >= ncanvas) { bad = 1; at = 0; }
-                x[(k1 + i) * LANES + b] = canvas[at];
+                x0[(k1 + i) * LANES + b] = canvas[at];
             }
         }
+        const double *in = x0;
+        Py_ssize_t width = mi;
         for (int l = 0; l < self->nlayers; l++) {
-            block_layer(x, self->layers[l].buf, h, m, m, 1, self->rounding);
+            block_layer(in, self->layers[l].buf, h, width, m, 1, self->rounding);
             memcpy(x, h, m * LANES * sizeof(double));
+            in = x;
+            width = m;
         }
-        block_layer(x, self->layers[self->nlayers].buf, h, m, 2, 0, 0);
+        block_layer(in, self->layers[self->nlayers].buf, h, width, 2, 0, 0);
+        if (self->skip) { /* the stabiliser: a second exact product of the gathered rows */
+            block_layer(x0, self->layers[self->nlayers + 1].buf, h2, mi, 2, 0, 0);
+            for (int e = 0; e < 2 * LANES; e++) h[e] += h2[e];
+        }
         for (Py_ssize_t b = 0; b < lanes; b++) {
             const Py_ssize_t n = n0 + b;
             double o0 = rint(h[b]), o1 = rint(h[LANES + b]);
@@ -325,7 +346,7 @@ static PyTypeObject StepperType = {
     .tp_basicsize = sizeof(Stepper),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Stepper(canvas, pos, offsets, coarse, bounds, bank, table, lo, scale, layers, "
-              "rounding, mu_bits): the exact ARM of a wavefront's steps",
+              "rounding, mu_bits, skip=None): the exact ARM of a wavefront's steps",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)stepper_init,
     .tp_dealloc = (destructor)stepper_dealloc,

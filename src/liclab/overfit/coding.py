@@ -8,7 +8,9 @@ The container is liclab's (:mod:`liclab.bitstream`); its fields are used so::
                  bit-exact fails loudly instead of returning a wrong image
     size         H, W
     shape        the descriptor, small integers (one byte each, two for values ≥ 128):
-                   L, K, hidden layers, C, upsampling kernel (0: bilinear) + 128 × taps of
+                   L, K + 32 × the ARM's feature grids G, hidden layers + 16 × its
+                   features F, C + 16 if it has a stabiliser + 32 × hyperlatent grids,
+                   upsampling kernel (0: bilinear) + 128 × taps of
                    its pre-concatenation filters (0: none) + 4096 if they read zeros outside
                    their grid (else its edges),
                    number of synthesis hidden layers, their widths, residual layers,
@@ -39,7 +41,6 @@ from liclab.codecs.learned import to_uint8
 from liclab.overfit import exact, laplace, params
 from liclab.overfit.arm import ARM
 from liclab.overfit.decoder import Decoder
-from liclab.overfit.latents import grid_shapes
 from liclab.overfit.model import CoolChic
 from liclab.overfit.synthesis import Synthesis
 from liclab.overfit.upsampling import BilinearUpsampling, LearnedUpsampling
@@ -67,6 +68,10 @@ class Architecture:
     preconcat: int = 0  # taps of the learned upsampling's pre-concatenation filters (0: none)
     preconcat_zeros: bool = False  # they read zeros outside their grid (else its edges)
     synthesis_stabiliser: bool = False  # a 1×1 layer from the dense latents to x̂ (Cool-chic 5)
+    arm_stabiliser: bool = False  # a Linear layer from the ARM's context to its outputs
+    features: int = 0  # the ARM's inter-grid features F (Cool-chic 5's IFCE)
+    feature_grids: int = 0  # the grids that have them (0 without features)
+    hyperlatents: int = 0  # hyperlatent grids after the L
 
     @classmethod
     def of(cls, model: CoolChic) -> Architecture:
@@ -97,14 +102,18 @@ class Architecture:
             preconcat=preconcat,
             preconcat_zeros=zeros,
             synthesis_stabiliser=syn.stabiliser is not None,
+            arm_stabiliser=arm.stabiliser is not None,
+            features=arm.features,
+            feature_grids=len(arm.ifce),
+            hyperlatents=len(model.latents.shapes) - model.latents.levels,
         )
 
     def ints(self) -> list[int]:
         return [
             self.levels,
-            self.context,
-            self.hidden_layers,
-            self.coarse,
+            self.context + 32 * self.feature_grids,
+            self.hidden_layers + 16 * self.features,
+            self.coarse + 16 * self.arm_stabiliser + 32 * self.hyperlatents,
             self.upsampling_kernel + 128 * self.preconcat + 4096 * self.preconcat_zeros,
             len(self.synthesis_hidden),
             *self.synthesis_hidden,
@@ -119,8 +128,12 @@ class Architecture:
         kernel, preconcat, zeros = ints[4] % 128, ints[4] // 128 % 32, ints[4] // 4096
         tail = ints[6 + n_hidden : 8 + n_hidden]  # residual layers, activation + flags
         flags = tail[1] // 32 if len(tail) == 2 else 0
+        level, context, hidden, coarse = (list(ints[:4]) + [0] * 4)[:4]
         arch = cls(
-            *ints[:4],
+            level,
+            context % 32,
+            hidden % 16,
+            coarse % 16,
             kernel,
             tuple(ints[6 : 6 + n_hidden]),
             *tail[:1],
@@ -128,6 +141,10 @@ class Architecture:
             preconcat=preconcat,
             preconcat_zeros=bool(zeros),
             synthesis_stabiliser=bool(flags % 2),
+            arm_stabiliser=bool(coarse // 16 % 2),
+            features=hidden // 16,
+            feature_grids=context // 32,
+            hyperlatents=coarse // 32,
         )
         if len(arch.synthesis_hidden) != n_hidden or not (
             1 <= arch.levels <= 16
@@ -142,6 +159,10 @@ class Architecture:
             and arch.residual_layers <= 16
             and arch.activation < len(ACTIVATIONS)
             and flags <= 1
+            and arch.features <= 16
+            and (arch.features > 0) == (arch.feature_grids > 0)
+            and arch.feature_grids < arch.levels
+            and arch.hyperlatents <= arch.levels
         ):
             raise ValueError(f"impossible architecture {arch}")
         return arch, 8 + n_hidden
@@ -165,8 +186,18 @@ class Architecture:
             activation=activation,
             stabiliser=self.synthesis_stabiliser,
         )
-        arm = ARM(self.context, self.hidden_layers, self.coarse)
-        return CoolChic(size, arm, up, syn, levels=self.levels)
+        arm = ARM(
+            self.context,
+            self.hidden_layers,
+            self.coarse,
+            stabiliser=self.arm_stabiliser,
+            features=self.features,
+            feature_grids=max(self.feature_grids, 1),
+        )
+        model = CoolChic(size, arm, up, syn, levels=self.levels, hyperlatents=self.hyperlatents)
+        if len(model.arm.ifce) != self.feature_grids:
+            raise ValueError(f"impossible architecture {self} for an image of {size}")
+        return model
 
 
 @dataclass
@@ -190,7 +221,7 @@ def encode(model: CoolChic, groups: list[params.Group]) -> Encoded:
     """The file of ``model`` (eval mode) with its networks quantised as ``groups``."""
     arch = Architecture.of(model)
     y_hat = [y[0, 0].double().numpy() for y in model.rounded_latents()]
-    wavefront = Wavefront(model.latents.shapes, arch.context, arch.coarse)
+    wavefront = _wavefront(model.arm, model.latents.shapes, arch)
     for rounding in (0, exact.ARM_BITS):  # no rounding if every sum is exact without
         decoder = _decoder(arch, groups, rounding)
         try:
@@ -272,9 +303,22 @@ def _decode(bs: Bitstream) -> np.ndarray:
     groups, modules, rounding = _groups(arch, bs)
     for module, string in zip(modules, bs.strings, strict=False):
         params.decode(string, [g for g in groups if g.module == module])
-    wavefront = Wavefront(grid_shapes(h, w, arch.levels), arch.context, arch.coarse)
+    model = arch.build((h, w))
+    wavefront = _wavefront(model.arm, model.latents.shapes, arch)
     _, x_hat = _decoder(arch, groups, rounding).decode(wavefront, bs.strings[-1])
     return to_uint8(x_hat)
+
+
+def _wavefront(arm: ARM, shapes: list[tuple[int, int]], arch: Architecture) -> Wavefront:
+    """The decoding schedule of a model's latents (its ARM says what the features read)."""
+    return Wavefront(
+        shapes,
+        arch.context,
+        arch.coarse,
+        levels=arch.levels,
+        resolutions=arm.resolutions,
+        feature_inputs=[arm.coarser(g) for g in range(len(arm.ifce))],
+    )
 
 
 def _decoder(arch: Architecture, groups: list[params.Group], rounding: int) -> Decoder:
@@ -291,4 +335,6 @@ def _decoder(arch: Architecture, groups: list[params.Group], rounding: int) -> D
         preconcat=bool(arch.preconcat),
         preconcat_zeros=arch.preconcat_zeros,
         synthesis_stabiliser=arch.synthesis_stabiliser,
+        arm_stabiliser=arch.arm_stabiliser,
+        feature_maps=arch.feature_grids,
     )

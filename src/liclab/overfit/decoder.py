@@ -47,6 +47,8 @@ class Decoder:
         preconcat: the learned upsampling has pre-concatenation filters (Cool-chic 5).
         preconcat_zeros: they read zeros outside their grid (else its edges).
         synthesis_stabiliser: the synthesis has a 1×1 stabiliser (Cool-chic 5).
+        arm_stabiliser: the ARM has a linear stabiliser (Cool-chic 5).
+        feature_maps: the ARM's inter-grid feature maps (Cool-chic 5; 0: none).
     """
 
     def __init__(
@@ -62,14 +64,32 @@ class Decoder:
         preconcat: bool = False,
         preconcat_zeros: bool = False,
         synthesis_stabiliser: bool = False,
+        arm_stabiliser: bool = False,
+        feature_maps: int = 0,
     ):
         self.zeros = preconcat_zeros
         arm = [f"arm.layers.{i}" for i in range(hidden_layers + 1)]
+        skip = (
+            (values["arm.stabiliser.weight"], values["arm.stabiliser.bias"])
+            if arm_stabiliser
+            else None
+        )
+        fold = None
+        if feature_maps:
+            maps = [
+                (values[f"arm.ifce.{g}.weight"], values[f"arm.ifce.{g}.bias"])
+                for g in range(feature_maps)
+            ]
+            context = values["arm.layers.0.weight"].shape[1] - maps[0][0].shape[0]
+            fold = exact.feature_fold(context, maps)
         self.arm = exact.ExactARM(
             [values[f"{n}.weight"] for n in arm],
             [values[f"{n}.bias"] for n in arm],
             rounding or None,
+            skip,
+            fold,
         )
+        self.levels = levels
 
         def t(key: str) -> Tensor:
             return torch.from_numpy(values[key])
@@ -98,6 +118,7 @@ class Decoder:
     def image(self, y_hat: list[Tensor], verify: bool = False) -> Tensor:
         """x̂ (1, 3, H, W) float64 of the grids (each (1, 1, h, w) float64), in one pass."""
         size = tuple(y_hat[0].shape[-2:])
+        y_hat = y_hat[: self.levels]  # the hyperlatents reach the image through the ARM only
         up = exact.upsampled(y_hat[1:], size, self.kernels, verify, self.filters, self.zeros)
         y0 = y_hat[0]
         if self.filters:
@@ -141,8 +162,8 @@ class Decoder:
             result["error"] = exc
 
     def _bands(self, wavefront: Wavefront, canvas, progress: _Progress) -> Tensor | None:
-        (h, w), levels = wavefront.shapes[0], len(wavefront.shapes)
-        grids = [torch.from_numpy(g) for g in wavefront.views(canvas)]
+        (h, w), levels = wavefront.shapes[0], wavefront.levels
+        grids = [torch.from_numpy(g) for g in wavefront.views(canvas)[:levels]]
         if self.kernels is not None and levels > 1:  # upsampled row by row as grids decode
             stream = exact.UpsamplingStream(grids, self.kernels, self.filters, self.zeros)
         else:  # bilinear (C3): once the coarse grids are decoded
@@ -154,7 +175,11 @@ class Decoder:
         residual = len(self.synthesis.residual_layers)
         planes = [torch.empty(3, h, w, dtype=torch.float64) for _ in range(residual + 1)]
         done = [0] * (residual + 1)  # rows of each stage computed
-        skip = torch.empty(3, h, w, dtype=torch.float64) if self.synthesis.stabiliser is not None else None
+        skip = (
+            torch.empty(3, h, w, dtype=torch.float64)
+            if self.synthesis.stabiliser is not None
+            else None
+        )
         finest = grids[0]
         # a pre-concatenation filter reads `pad` rows below the ones it outputs
         pad = self.filters[0].numel() - 1 if self.filters else 0

@@ -284,6 +284,7 @@ class Fitter:
         # the proxy stays outside the compiled graph: its annealed floats would recompile it
         self.rate_and_decode = torch.compile(model.rate_and_decode) if compile else None
         self.total, self.done, self.seconds = schedule.iterations, 0, 0.0
+        self.clipped = list(model.parameters())  # what the gradient clip takes (each phase sets it)
         self.history: list[dict] = []
 
     def forward(self, q: Quantizer) -> dict:

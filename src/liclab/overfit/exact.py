@@ -72,13 +72,29 @@ class ExactARM:
     (``verify``). Where it would not (deep ARMs, fine steps, large latents), ``rounding=F``
     rounds each hidden activation to 2^−F, carried as integers; the bitstream records which.
 
+    Cool-chic 5.0's additions: a stabiliser (a linear map of the context added to the
+    output) is a second product of the same rows, ``h A_o + [1, context] A_s``; inter-grid
+    features (``f = V_g r + c_g`` from raw latents r of the coarser grids) are folded into
+    the first product: the rows a decoder gathers are ``[1, context, r-blocks, one-hots]``
+    and ``P`` (``fold``) maps them to ``[1, context, f]``, so the first matrix is ``P A₀``
+    and the stabiliser's ``P A_s`` (exact integer products, checked).
+
     Args:
         weights: each layer's (out, in) weights, float64 dyadic (hidden layers, then output).
         biases: each layer's biases.
         rounding: None, or F: the hidden activations' grid 2^−F.
+        skip: the stabiliser's (weight (2, width), bias (2,)), or None.
+        fold: P, (rows' width, 1 + width) float64 dyadic, or None (the rows are the input).
     """
 
-    def __init__(self, weights: list[np.ndarray], biases: list[np.ndarray], rounding=None):
+    def __init__(
+        self,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray],
+        rounding=None,
+        skip: tuple[np.ndarray, np.ndarray] | None = None,
+        fold: np.ndarray | None = None,
+    ):
         self.rounding = rounding
         scale = 1.0 if rounding is None else 2.0**rounding
         self.hidden = []
@@ -95,9 +111,19 @@ class ExactARM:
         shift = LOG_SCALE_SHIFT * laplace.SCALE_STEPS
         self.out[0] = b * units + [laplace.MU_OFFSET, laplace.SCALE_ORIGIN - shift]
         self.out[1:] = w.T * units / (scale if self.hidden else 1.0)
+        self.skip = None
+        if skip is not None:
+            self.skip = np.concatenate([skip[1][None] * units, skip[0].T * units])
+        if fold is not None:
+            if self.hidden:
+                self.hidden[0] = exact_product(fold, self.hidden[0])
+            else:
+                self.out = exact_product(fold, self.out)
+            if self.skip is not None:
+                self.skip = exact_product(fold, self.skip)
 
     def __call__(self, ctx: np.ndarray, verify: bool = False) -> np.ndarray:
-        """The two outputs (n, 2) in grid units for context rows ``ctx`` (n, 1 + width): a
+        """The two outputs (n, 2) in grid units for context rows ``ctx`` (n, rows' width): a
         column of ones, then integer latents (float64). ``verify`` raises unless every sum is
         exact (the encoder's pass over all latents)."""
         h, bits = ctx, 0
@@ -109,9 +135,45 @@ class ExactARM:
                 np.rint(h, out=h)
                 bits = 0
             torch.from_numpy(h).relu_()  # in place; numpy's maximum is ~2× slower here
-        if verify:
-            _check_product(h, self.out, bits, "ARM output layer")
-        return h @ self.out
+        if self.skip is None:
+            if verify:
+                _check_product(h, self.out, bits, "ARM output layer")
+            return h @ self.out
+        if verify:  # the two products and their sum
+            bits = max(bits + fraction_bits(self.out), fraction_bits(self.skip))
+            bound = (np.abs(h) @ np.abs(self.out) + np.abs(ctx) @ np.abs(self.skip)).max(
+                initial=0.0
+            )
+            check(float(bound), bits, "ARM output layer and stabiliser")
+        return h @ self.out + ctx @ self.skip
+
+
+def feature_fold(context: int, maps: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """P: gathered rows ``[1, context (K + C), r-blocks, one indicator per map]`` to the
+    ARM's input ``[1, context, f]``, ``f = V_g r_g + c_g`` for the map (V_g (F, n_g), c_g)
+    of the row's grid (the other blocks and indicators read zero)."""
+    features = maps[0][0].shape[0]
+    blocks = sum(v.shape[1] for v, _ in maps)
+    p = np.zeros((1 + context + blocks + len(maps), 1 + context + features))
+    p[: 1 + context, : 1 + context] = np.eye(1 + context)
+    row = 1 + context
+    for g, (v, c) in enumerate(maps):
+        p[row : row + v.shape[1], 1 + context :] = v.T
+        p[1 + context + blocks + g, 1 + context :] = c
+        row += v.shape[1]
+    return p
+
+
+def exact_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` of two dyadic matrices, computed in integers: ValueError unless float64
+    holds it exactly."""
+    ka, kb = fraction_bits(a), fraction_bits(b)
+    ia = np.rint(a * 2.0**ka).astype(np.int64).astype(object)
+    ib = np.rint(b * 2.0**kb).astype(np.int64).astype(object)
+    prod = ia @ ib
+    if any(abs(int(v)) >= 2**53 for v in prod.flat):
+        raise ValueError("a folded ARM matrix exceeds float64's exact range")
+    return prod.astype(np.float64) * 2.0 ** -(ka + kb)
 
 
 def _check_product(x: np.ndarray, a: np.ndarray, x_bits: int, what: str) -> int:

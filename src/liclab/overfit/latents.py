@@ -37,14 +37,24 @@ class LatentPyramid(nn.Module):
     for the networks: Cool-chic uses 16 on every grid, C3 2^l / 0.4 (its gains 2^l and its
     quantization step 0.4).
 
+    With ``hyper`` = n, n more grids follow the L, at the resolutions of the n coarsest
+    (Cool-chic 5.0's hyperlatents): coded by the ARM like the others, they reach the image
+    only through the ARM's inter-grid features of the finer grids (not the synthesis).
+
     Args:
         size: the image's (H, W).
         levels: L; None: :func:`num_levels` of the size.
-        gain: one gain for every grid, or one per grid (finest first).
+        gain: one gain for every grid, or one per grid (finest first; the hyperlatents take
+            the gain of the grid whose resolution they have).
+        hyper: n, the hyperlatent grids (0 … L).
     """
 
     def __init__(
-        self, size: Sequence[int], levels: int | None = None, gain: float | Sequence[float] = 16.0
+        self,
+        size: Sequence[int],
+        levels: int | None = None,
+        gain: float | Sequence[float] = 16.0,
+        hyper: int = 0,
     ):
         super().__init__()
         height, width = size
@@ -52,13 +62,22 @@ class LatentPyramid(nn.Module):
         gains = [float(gain)] * levels if isinstance(gain, int | float) else list(map(float, gain))
         if len(gains) != levels:
             raise ValueError(f"{len(gains)} gains for {levels} latent grids")
-        self.size, self.gains = (height, width), gains
-        self.shapes = grid_shapes(height, width, levels)
+        if not 0 <= hyper <= levels:
+            raise ValueError(f"{hyper} hyperlatent grids for {levels} latent grids")
+        twins = list(range(levels - hyper, levels))  # the grid each hyperlatent grid matches
+        self.size, self.gains = (height, width), gains + [gains[t] for t in twins]
+        self.twins = twins
+        self.shapes = grid_shapes(height, width, levels) + [
+            grid_shapes(height, width, levels)[t] for t in twins
+        ]
+        """(h, w) of every grid: the L, finest first, then the hyperlatents."""
+        self.levels = levels
+        """L, the grids the synthesis sees (the hyperlatents excluded)."""
         self.grids = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, h, w)) for h, w in self.shapes)
 
-    @property
-    def levels(self) -> int:
-        return len(self.shapes)
+    def resolution(self, grid: int) -> int:
+        """l of a grid's resolution 2^−l (a hyperlatent grid's: its twin's)."""
+        return grid if grid < self.levels else self.twins[grid - self.levels]
 
     @property
     def num_latents(self) -> int:

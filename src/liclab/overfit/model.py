@@ -43,6 +43,8 @@ class CoolChic(nn.Module):
         clamp: ``"always"``: x̂ clamped to [0, 1] in training too, as Cool-chic does (the
             loss then ignores overshoot that the decoder's clamp removes anyway, at the cost
             of no gradient through saturated pixels); ``"eval"``: in eval mode only.
+        hyperlatents: n more grids at the n coarsest resolutions, coded by the ARM and read
+            only by its inter-grid features (Cool-chic 5.0's hyperlatents; 3 for its hop).
     """
 
     def __init__(
@@ -54,13 +56,16 @@ class CoolChic(nn.Module):
         gain: float | Sequence[float] = 16.0,
         levels: int | None = None,
         clamp: str = "eval",
+        hyperlatents: int = 0,
     ):
         super().__init__()
         if clamp not in ("always", "eval"):
             raise ValueError(f"clamp must be 'always' or 'eval', not {clamp!r}")
         self.clamp = clamp
-        self.latents = LatentPyramid(size, levels, gain)
+        self.latents = LatentPyramid(size, levels, gain, hyperlatents)
         self.arm = arm if isinstance(arm, nn.Module) else arm()
+        grids = range(len(self.latents.shapes))
+        self.arm.attach(self.latents.levels, [self.latents.resolution(i) for i in grids])
         self.upsampling = upsampling(levels=self.latents.levels)
         self.synthesis = synthesis(in_channels=self.latents.levels)
 
@@ -95,7 +100,7 @@ class CoolChic(nn.Module):
     def decode(self, y_hat: list[Tensor]) -> Tensor:
         """x̂ from the (rounded) latents: upsampling, then synthesis; clamped to [0, 1] in
         eval mode (and in training with ``clamp="always"``)."""
-        x_hat = self.synthesis(self.upsampling(y_hat))
+        x_hat = self.synthesis(self.upsampling(y_hat[: self.latents.levels]))
         return x_hat if self.training and self.clamp == "eval" else x_hat.clamp(0, 1)
 
     def rounded_latents(self) -> list[Tensor]:
@@ -111,9 +116,10 @@ class CoolChic(nn.Module):
         latent of every grid, the upsampling, the synthesis at full resolution."""
         shapes, (h, w) = self.latents.shapes, self.size
         pixels = h * w
+        arm = self.arm.macs_per_latent() * self.latents.num_latents + self.arm.feature_macs(shapes)
         macs = {
-            "arm": self.arm.macs_per_latent() * self.latents.num_latents / pixels,
-            "upsampling": self.upsampling.macs(shapes) / pixels,
+            "arm": arm / pixels,
+            "upsampling": self.upsampling.macs(shapes[: self.latents.levels]) / pixels,
             "synthesis": float(self.synthesis.macs_per_pixel()),
         }
         macs["total"] = sum(macs.values())

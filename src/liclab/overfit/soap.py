@@ -51,7 +51,9 @@ class SOAP(torch.optim.Optimizer):
         max_precond_dim: int = 256,
     ):
         if not lr >= 0 or not eps >= 0 or not weight_decay >= 0:
-            raise ValueError(f"SOAP: lr, eps and weight_decay must be ≥ 0 ({lr}, {eps}, {weight_decay})")
+            raise ValueError(
+                f"SOAP: lr, eps and weight_decay must be ≥ 0 ({lr}, {eps}, {weight_decay})"
+            )
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"SOAP's betas must be two numbers in [0, 1), not {betas}")
         if precondition_every < 1:

@@ -39,14 +39,37 @@ REPORT = 16  # steps between progress reports
 class Wavefront:
     """The decoding schedule and canvas of a latent pyramid.
 
+    With the ARM's inter-grid features (Cool-chic 5.0), each latent of a feature grid g also
+    gathers the raw latents its feature map reads (grid j at (y >> s, x >> s) for each
+    (j, s) of ``feature_inputs[g]``) into a block of its own, the other feature grids' blocks
+    reading the zero cell, and one indicator per feature grid (the ones cell for its own
+    grid): the rows :class:`~liclab.overfit.exact.ExactARM` folds the feature maps into.
+    Hyperlatent grids (after the ``levels`` image grids) start with the image grid of their
+    resolution; the grids wait for their coarser ones as with a coarse context.
+
     Args:
-        shapes: (h, w) of each grid, finest first.
+        shapes: (h, w) of each grid, finest first (the image grids, then the hyperlatents).
         context: K, the ARM's spatial context values (its first K of ``CONTEXT_ORDER``).
         coarse: C, its coarse context values (0: none).
+        levels: the image grids (None: every grid).
+        resolutions: each grid's l (resolution 2^−l); None: its index.
+        feature_inputs: per feature grid, the (grid, shift) pairs its map reads
+            (:meth:`liclab.overfit.arm.ARM.coarser`); empty: no features.
     """
 
-    def __init__(self, shapes: list[tuple[int, int]], context: int, coarse: int = 0):
+    def __init__(
+        self,
+        shapes: list[tuple[int, int]],
+        context: int,
+        coarse: int = 0,
+        levels: int | None = None,
+        resolutions: list[int] | None = None,
+        feature_inputs: list[list[tuple[int, int]]] = (),
+    ):
         self.shapes = shapes
+        self.levels = levels = levels or len(shapes)
+        resolutions = list(resolutions) if resolutions is not None else list(range(len(shapes)))
+        self.feature_inputs = [list(f) for f in feature_inputs]
         offsets, coarse_offsets = CONTEXT_ORDER[:context], COARSE_ORDER[:coarse]
         above = [(dy, dx) for dy, dx in offsets if dy < 0]
         self.k = 1 + max((dx // -dy for dy, dx in above), default=0)
@@ -63,16 +86,20 @@ class Wavefront:
         )
 
         self.starts = starts = np.zeros(len(shapes), dtype=np.int64)  # o_l
-        if coarse:
-            for level in range(len(shapes) - 2, -1, -1):
+        gathered = coarse or self.feature_inputs
+        if gathered:
+            for level in range(levels - 2, -1, -1):
                 starts[level] = starts[level + 1] + self.k + 2
+            for grid in range(levels, len(shapes)):
+                starts[grid] = starts[resolutions[grid]]
         pos, step, cidx = [], [], []
         for level, (h, w) in enumerate(shapes):
             y, x = np.divmod(np.arange(h * w, dtype=np.int64), w)
             pos.append(self._flat(level, y, x).astype(np.int32))
             step.append(x + self.k * y + starts[level])
-            if coarse:
-                cidx.append(self._coarse(level, y, x, coarse_offsets))
+            if gathered:
+                cols = [self._coarse(level, y, x, coarse_offsets)] if coarse else []
+                cidx.append(np.concatenate(cols + self._features(level, y, x), axis=1))
         steps = np.concatenate(step)
         if steps.max() < 2**16:  # numpy's stable sort of 16-bit keys is a radix sort, ~5× faster
             steps = steps.astype(np.uint16)
@@ -85,7 +112,9 @@ class Wavefront:
         """Step s decodes ``order[bounds[s]:bounds[s + 1]]``."""
         self.pos = np.concatenate(pos)[order]
         """Canvas index of each latent, in decoding order."""
-        self.coarse_pos = np.concatenate(cidx)[order] if coarse else None
+        self.coarse_pos = np.concatenate(cidx)[order] if gathered else None
+        """Canvas indexes of each latent's gathered values after its spatial context (coarse
+        context, feature blocks, indicators), in decoding order; None without."""
 
     @property
     def steps(self) -> int:
@@ -114,11 +143,22 @@ class Wavefront:
     def _coarse(self, level, y, x, coarse_offsets) -> np.ndarray:
         """Canvas indexes of the coarse context (the coarser grid around (y//2, x//2); the
         margins read zero, and the coarsest grid reads the zero cell 0)."""
-        if level + 1 == len(self.shapes):
+        if level + 1 >= self.levels:
             return np.zeros((len(y), len(coarse_offsets)), dtype=np.int64)
         return np.stack(
             [self._flat(level + 1, y // 2 + dy, x // 2 + dx) for dy, dx in coarse_offsets], 1
         )
+
+    def _features(self, level, y, x) -> list[np.ndarray]:
+        """Canvas indexes of a grid's feature blocks and indicators (see the class)."""
+        n, blocks, flags = len(y), [], []
+        for g, inputs in enumerate(self.feature_inputs):
+            if g == level:
+                blocks.append(np.stack([self._flat(j, y >> s, x >> s) for j, s in inputs], 1))
+            else:
+                blocks.append(np.zeros((n, len(inputs)), dtype=np.int64))
+            flags.append(np.full((n, 1), self.cells if g == level else 0, dtype=np.int64))
+        return blocks + flags
 
     def canvas(self, y_hat: list[np.ndarray] | None = None) -> np.ndarray:
         """The flat float64 canvas: zero (or holding the grids ``y_hat``), then ones."""
@@ -128,8 +168,9 @@ class Wavefront:
         return canvas
 
     def contexts(self, canvas: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Context rows (n, 1 + K + C) of the latents ``start:stop`` of the decoding order: a
-        one (:class:`~liclab.overfit.exact.ExactARM`'s bias input), then the context."""
+        """Context rows (n, 1 + K + gathered) of the latents ``start:stop`` of the decoding
+        order: a one (:class:`~liclab.overfit.exact.ExactARM`'s bias input), then the
+        context."""
         ctx = canvas.take(self.pos[start:stop, None] + self.offsets)
         if self.coarse_pos is None:
             return ctx
@@ -202,7 +243,7 @@ class Wavefront:
         stepper = _wavefront.Stepper(
             canvas, self.pos, self.offsets, np.ascontiguousarray(coarse, np.int64),
             self.bounds.astype(np.int64), bank, table, lo, scale, [*arm.hidden, arm.out],
-            arm.rounding is not None, laplace.MU_BITS,
+            arm.rounding is not None, laplace.MU_BITS, arm.skip,
         )  # fmt: skip
         return stepper, table, lo, scale
 
