@@ -1,7 +1,7 @@
 """Encoding with an overfitted codec: an optimisation of one model over one image.
 
-The schedule follows Cool-chic's and C3's (Ladune et al., Cool-chic 3.x–5.x ``c3x_intra``
-preset; Kim et al. 2024, C3, arXiv:2312.02753)::
+The schedule follows Cool-chic's and C3's (Ladune et al., Cool-chic 3.x–4.x ``c3x_intra``
+and 5.0 ``intra`` presets; Kim et al. 2024, C3, arXiv:2312.02753)::
 
     warm-up   n₀ fresh models, each trained a few iterations; the best n₁ go on; …; best 1
     main      cosine learning rate, annealed proxy (soft rounding T 0.3 → 0.1 with noise)
@@ -118,8 +118,8 @@ class Warmup:
 
 @dataclass
 class Schedule:
-    """Warm-up, main and final phases (Cool-chic 5.0.1 at ``--n_itr 2000``: 5 × 50 + 2 × 50
-    warm-up, 1150 main, 500 final iterations).
+    """Warm-up, main and final phases (Cool-chic 4.x and 5.0.1 at ``--n_itr 2000``: 5 × 50 +
+    2 × 50 warm-up, 1150 main, 500 final iterations).
 
     Args:
         warmup: the competition of initialisations (None: one model, no warm-up).

@@ -18,9 +18,9 @@ class Synthesis(nn.Module):
           ─▶ [x ← act(conv3×3(x) + x)] × (residual_layers − 1) ─▶ x ← conv3×3(x) + x
           (+ 1×1 stabiliser: L ─▶ 3, straight from the input, with ``stabiliser``)
 
-    The 3×3 convolutions pad by replicating the border. Cool-chic 5.0.1's "hop" synthesis is
-    ``hidden=[48], residual_layers=2`` with ReLU (4.x's: ``hidden=[40]``); C3's Kodak one
-    ``hidden=[18, 18]``, ``residual_layers=2`` with GELU.
+    The 3×3 convolutions pad by replicating the border. Cool-chic 5.0's "hop" synthesis is
+    ``hidden=[48], residual_layers=2, stabiliser=True`` with ReLU (4.x's: no stabiliser);
+    C3's Kodak one ``hidden=[18, 18]``, ``residual_layers=2`` with GELU.
 
     Args:
         in_channels: L (the model passes it).
