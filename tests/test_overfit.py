@@ -748,3 +748,39 @@ def test_mlp_kernel_is_built_where_the_decoder_kernel_is():
     from liclab.overfit import mlp, wavefront
 
     assert (mlp._kernel() is not None) == (wavefront._wavefront is not None)
+
+
+def test_cool_chic_5_lambda_rules_set_the_warm_up_noise_and_the_latents_gain(monkeypatch):
+    """Cool-chic 5.0's λ rules: the warm-up's Gaussian σ = (0.747 − 0.432·log10 λ) / 10 and
+    the gain 24 below λ = 2e-4, 20 below 5e-4, else 16; a fit uses them, and a warm start from
+    another λ's fit keeps gain·y (what is rounded) by rescaling the latents."""
+    from liclab.codecs.overfit import _regained
+    from liclab.overfit.encode import Fitter
+
+    noise = GaussianNoise(0.3, 0.3, lambda_rule=(0.0747, -0.0432))
+    for lmbda in (4e-4, 1e-3, 2e-2):
+        noise.set_lambda(lmbda)
+        assert noise.std == pytest.approx((0.747 - 0.432 * math.log10(lmbda)) / 10)
+    with pytest.raises(ValueError, match="σ = "):
+        noise.set_lambda(1e3)
+    model = _preset("coolchic5_hop")(size=SIZE)
+    assert [model.gain_at(x) for x in (1e-4, 4e-4, 5e-4, 1e-3)] == [24.0, 20.0, None, None]
+    seen = []  # (gain, σ) as each step runs
+    step = Fitter.step
+
+    def recording(self, q, opt):
+        seen.append((self.model.latents.gains, q.noise.std))
+        return step(self, q, opt)
+
+    monkeypatch.setattr(Fitter, "step", recording)
+    q = SoftRoundNoise(0.35, 0.35, GaussianNoise(0.1, 0.1, lambda_rule=(0.0747, -0.0432)))
+    plan = Schedule(main=Phase(iterations=2, lr=1e-2, quantizer=q))
+    fit(image(), _preset("coolchic5_hop"), 4e-4, plan, log_every=1000)
+    gains, std = seen[-1]
+    assert set(gains) == {20.0} and len(gains) == len(model.latents.shapes)
+    assert std == pytest.approx(0.0747 - 0.0432 * math.log10(4e-4))
+    state = {"latents.grids.0": torch.ones(2), "arm.layers.0.bias": torch.ones(2)}
+    moved = _regained(state, model, 1e-3, 4e-4)  # gain 16 → 20: y scaled by 16 / 20
+    assert torch.allclose(moved["latents.grids.0"], torch.full((2,), 0.8))
+    assert torch.equal(moved["arm.layers.0.bias"], state["arm.layers.0.bias"])
+    assert _regained(state, model, 1e-3, 4e-3) is state

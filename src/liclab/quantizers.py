@@ -71,6 +71,10 @@ class Quantizer(nn.Module):
     def on_train_step(self, step: int, max_steps: int) -> None:
         """Called before every training step with the global step and the run's length."""
 
+    def set_lambda(self, lmbda: float) -> None:
+        """Called by an overfitted codec's fit with its λ (Cool-chic's convention) before a
+        phase: proxies whose parameters follow λ set them; the others ignore it."""
+
     def proxy(self, x: Tensor, offset: Tensor | None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
@@ -315,14 +319,31 @@ class GaussianNoise(Quantizer):
     Args:
         std_start, std_end: σ's schedule ends (linear in the step).
         anneal_steps: steps to reach ``std_end`` (None: the whole run, ``max_steps``).
+        lambda_rule: (a, b): σ = a + b·log10 λ at both ends instead, once the fit gives λ
+            (:meth:`set_lambda`); Cool-chic 5.0's warm-up: (0.0747, −0.0432).
     """
 
     def __init__(
-        self, std_start: float = 0.25, std_end: float = 0.1, anneal_steps: int | None = None
+        self,
+        std_start: float = 0.25,
+        std_end: float = 0.1,
+        anneal_steps: int | None = None,
+        lambda_rule: tuple[float, float] | None = None,
     ):
         super().__init__()
         self.std_start, self.std_end, self.anneal_steps = std_start, std_end, anneal_steps
+        self.lambda_rule = None if lambda_rule is None else tuple(lambda_rule)
+        if self.lambda_rule is not None and len(self.lambda_rule) != 2:
+            raise ValueError(f"lambda_rule is (a, b) of σ = a + b·log10 λ, not {lambda_rule}")
         self.std = std_start
+
+    def set_lambda(self, lmbda):
+        if self.lambda_rule is not None:
+            a, b = self.lambda_rule
+            std = a + b * math.log10(lmbda)
+            if not std > 0:
+                raise ValueError(f"lambda_rule {self.lambda_rule}: σ = {std:g} at λ = {lmbda:g}")
+            self.std_start = self.std_end = self.std = std
 
     def on_train_step(self, step, max_steps):
         self.std = _anneal(self.std_start, self.std_end, step, self.anneal_steps or max_steps)
@@ -374,6 +395,9 @@ class SoftRoundNoise(Quantizer):
     def on_train_step(self, step, max_steps):
         self.t = _anneal(self.t_start, self.t_end, step, self.anneal_steps or max_steps)
         self.noise.on_train_step(step, max_steps)
+
+    def set_lambda(self, lmbda):
+        self.noise.set_lambda(lmbda)
 
     def proxy(self, x, offset):
         off = 0.0 if offset is None else offset

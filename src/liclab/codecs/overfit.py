@@ -126,6 +126,8 @@ class OverfitCodec:
             schedule = _with_proxy(schedule, self.quantizer)
         if self.iterations:
             schedule = schedule.scaled(self.iterations)
+        if init is not None and self.warm_from is not None:
+            init = _regained(init, model(size=image.shape[:2]), self.warm_from.lmbda, self.lmbda)
         if isinstance(schedule.coding_quantizer, Universal):
             raise liclab.LiclabError(
                 "overfitted codec: the bitstream carries round(gain·y); a schedule ending in "
@@ -206,6 +208,28 @@ def _code_digest() -> str:
 
     files = sorted(Path(overfit.__file__).parent.glob("*.py")) + [Path(__file__)]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+
+
+def _regained(state: dict, probe, before: float, lmbda: float) -> dict:
+    """A fitted state at λ = ``before`` as a start at ``lmbda`` (``probe``: a model of the
+    image's size): where the gain depends on λ (``lambda_gains``), its latents rescaled so that
+    gain·y, what is rounded, is kept."""
+    own = probe.latents.gains
+
+    def gains(lmbda_: float) -> list[float]:
+        g = probe.gain_at(lmbda_)
+        return own if g is None else [g] * len(own)
+
+    old, new = gains(before), gains(lmbda)
+    if old == new:
+        return state
+    prefix = "latents.grids."
+    return {
+        k: v * (old[int(k[len(prefix) :])] / new[int(k[len(prefix) :])])
+        if k.startswith(prefix)
+        else v
+        for k, v in state.items()
+    }
 
 
 def _with_proxy(schedule, quantizer):

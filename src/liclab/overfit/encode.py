@@ -209,7 +209,8 @@ def fit(
         log_every: iterations between progress lines (``logging``, logger ``liclab.overfit``).
         init: a state of the same model to start from (a warm start: e.g. the fit of the
             same image at a neighbouring λ); the warm-up is skipped and its iterations go to
-            the main phase (the same total).
+            the main phase (the same total). Its latents are taken at this fit's gain (a
+            codec rescales them where the gain depends on λ).
     """
     x = (image[None] if image.dim() == 3 else image).to(device=device, dtype=torch.float32)
     if x.dim() != 4 or x.shape[:2] != (1, 3):
@@ -223,6 +224,9 @@ def fit(
     # One model object trains every candidate in turn (their states are swapped in), so that
     # torch.compile compiles once.
     work = model(size=size).to(device)
+    gain = work.gain_at(lmbda)
+    if gain is not None:  # a λ-dependent gain (Cool-chic 5.0): the latents' scale at this λ
+        work.latents.set_gain(gain)
     if any(p is q for p, q in zip(work.parameters(), model(size=size).parameters(), strict=True)):
         raise ValueError(
             "fit: the model factory returns modules shared between its models (an ARM instance "
@@ -318,6 +322,7 @@ class Fitter:
         model.load_state_dict(state)
         model.train()
         q = phase.quantizer.train()
+        q.set_lambda(self.loss.lmbda_coolchic)  # proxies whose parameters follow λ
         latents = list(model.latents.parameters())
         ids = {id(p) for p in latents}
         networks = [p for p in model.parameters() if id(p) not in ids]

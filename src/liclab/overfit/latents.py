@@ -75,6 +75,10 @@ class LatentPyramid(nn.Module):
         """L, the grids the synthesis sees (the hyperlatents excluded)."""
         self.grids = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, h, w)) for h, w in self.shapes)
 
+    def set_gain(self, gain: float) -> None:
+        """One gain for every grid (the hyperlatents included)."""
+        self.gains = [float(gain)] * len(self.shapes)
+
     def resolution(self, grid: int) -> int:
         """l of a grid's resolution 2^−l (a hyperlatent grid's: its twin's)."""
         return grid if grid < self.levels else self.twins[grid - self.levels]

@@ -45,6 +45,10 @@ class CoolChic(nn.Module):
             of no gradient through saturated pixels); ``"eval"``: in eval mode only.
         hyperlatents: n more grids at the n coarsest resolutions, coded by the ARM and read
             only by its inter-grid features (Cool-chic 5.0's hyperlatents; 3 for its hop).
+        lambda_gains: (threshold, gain) pairs: a fit at λ below a threshold uses that gain on
+            every grid (the smallest threshold that applies), else ``gain``
+            (:meth:`gain_at`); Cool-chic 5.0: ((2e-4, 24), (5e-4, 20)). The bitstream carries
+            integers, so the gain is the encoder's choice alone.
     """
 
     def __init__(
@@ -57,12 +61,16 @@ class CoolChic(nn.Module):
         levels: int | None = None,
         clamp: str = "eval",
         hyperlatents: int = 0,
+        lambda_gains: Sequence[Sequence[float]] = (),
     ):
         super().__init__()
         if clamp not in ("always", "eval"):
             raise ValueError(f"clamp must be 'always' or 'eval', not {clamp!r}")
         self.clamp = clamp
         self.latents = LatentPyramid(size, levels, gain, hyperlatents)
+        self.lambda_gains = sorted((float(t), float(g)) for t, g in lambda_gains)
+        if any(g <= 0 for _, g in self.lambda_gains):
+            raise ValueError(f"lambda_gains must be positive, not {lambda_gains}")
         self.arm = arm if isinstance(arm, nn.Module) else arm()
         grids = range(len(self.latents.shapes))
         self.arm.attach(self.latents.levels, [self.latents.resolution(i) for i in grids])
@@ -102,6 +110,10 @@ class CoolChic(nn.Module):
         eval mode (and in training with ``clamp="always"``)."""
         x_hat = self.synthesis(self.upsampling(y_hat[: self.latents.levels]))
         return x_hat if self.training and self.clamp == "eval" else x_hat.clamp(0, 1)
+
+    def gain_at(self, lmbda: float) -> float | None:
+        """The gain ``lambda_gains`` gives a fit at ``lmbda`` (None: the model's own)."""
+        return next((g for t, g in self.lambda_gains if lmbda < t), None)
 
     def rounded_latents(self) -> list[Tensor]:
         """What a bitstream carries: round(gain·y_l) per grid (integers as float32)."""
