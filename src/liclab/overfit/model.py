@@ -147,7 +147,9 @@ def describe(model: CoolChic) -> str:
     macs, params = model.macs_per_pixel(), model.num_parameters()
     h, w = model.size
     parts = ", ".join(f"{k} {macs[k]:.0f}" for k in ("arm", "upsampling", "synthesis"))
+    hyper = len(model.latents.shapes) - model.latents.levels
+    grids = f"{model.latents.levels} latent grids" + (f" + {hyper} hyperlatent" if hyper else "")
     return (
-        f"{w}×{h}, {model.latents.levels} latent grids; decoder {macs['total']:.0f} MAC/pixel "
+        f"{w}×{h}, {grids}; decoder {macs['total']:.0f} MAC/pixel "
         f"({parts}); {sum(params.values())} network parameters"
     )
