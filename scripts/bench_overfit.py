@@ -62,7 +62,7 @@ def make(preset: str, x: torch.Tensor, compile: bool, soap: bool = False):
     from hydra.utils import instantiate
 
     from liclab.codecs.overfit import OverfitCodec
-    from liclab.overfit.encode import Fitter, Phase, Schedule, _optimizer
+    from liclab.overfit.encode import Fitter, Phase, Schedule
     from liclab.overfit.loss import CoolChicMSE
     from liclab.quantizers import GaussianNoise, SoftRoundNoise
 
@@ -74,10 +74,10 @@ def make(preset: str, x: torch.Tensor, compile: bool, soap: bool = False):
     fitter = Fitter(x[None], CoolChicMSE(1e-3), schedule, 10**9, model.train(), compile)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     if soap:  # the coolchic5 schedule's main phase: SOAP for the networks, the clip on them
-        phase = Phase(1, 1e-2, q, optimizer="soap", betas=(0.95, 0.95), weight_decay=0.01)
-        latents = list(model.latents.parameters())
-        networks = [p for p in model.parameters() if all(p is not t for t in latents)]
-        opt, fitter.clipped = _optimizer(phase, networks, latents), networks
+        fitter.schedule = Schedule(main=schedule.main, clip_latents=False)
+        opt = fitter.optimizer(
+            Phase(1, 1e-2, q, optimizer="soap", betas=(0.95, 0.95), weight_decay=0.01)
+        )
     start = time.perf_counter()
     for _ in range(2):  # first iterations: allocations, and the compilation
         fitter.step(q, opt)

@@ -43,6 +43,17 @@ def arguments() -> argparse.ArgumentParser:
     return p
 
 
+def append_row(out: Path, name: str, line: str, header: str) -> None:
+    """Append ``line`` to ``<out>/<name>.tsv`` (``header`` first if the file is new), and
+    print it."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / f"{name}.tsv"
+    new = not table.exists()
+    with table.open("a") as f:
+        f.write((header + "\n" if new else "") + line + "\n")
+    print(line)
+
+
 def load_crop(image: str, crop: list[int]) -> torch.Tensor:
     """The crop (rows top:bottom, columns left:right) as a (3, h, w) tensor in [0, 1]."""
     top, bottom, left, right = crop

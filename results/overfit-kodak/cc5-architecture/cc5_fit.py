@@ -44,7 +44,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from crop_fit import COLUMNS, arguments, load_crop, preset  # noqa: E402  (results/overfit-kodak/)
+from crop_fit import COLUMNS, append_row, arguments, load_crop, preset  # noqa: E402  (results/overfit-kodak/)
 
 from liclab.overfit import encode  # noqa: E402
 from liclab.overfit.arm import ARM, _Taps, laplace_likelihood  # noqa: E402
@@ -271,12 +271,7 @@ def main() -> None:
         f"\t{variant}\t{s['loss']:.6e}\t{s['bpp']:.4f}\t{s['psnr']:.3f}"
         f"\t{time.perf_counter() - start:.0f}\t{macs:.0f}"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = args.out / f"{args.name}.tsv"
-    new = not table.exists()
-    with table.open("a") as f:
-        f.write((f"image\tlmbda\titerations\t{COLUMNS}\tmacs\n" if new else "") + row + "\n")
-    print(row)
+    append_row(args.out, args.name, row, f"image\tlmbda\titerations\t{COLUMNS}\tmacs")
 
 
 if __name__ == "__main__":

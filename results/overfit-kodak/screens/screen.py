@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from crop_fit import COLUMNS, arguments, fit_variant  # noqa: E402  (results/overfit-kodak/)
+from crop_fit import COLUMNS, append_row, arguments, fit_variant  # noqa: E402  (results/overfit-kodak/)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,12 +40,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     row, stats = fit_variant(args, args.overrides, args.iterations)
     line = f"{Path(args.image).stem}\t{args.lmbda:g}\t{stats['iterations']:.0f}\t{row}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = args.out / f"{args.name}.tsv"
-    new = not table.exists()
-    with table.open("a") as f:
-        f.write((f"image\tlmbda\titerations\t{COLUMNS}\n" if new else "") + line + "\n")
-    print(line)
+    append_row(args.out, args.name, line, f"image\tlmbda\titerations\t{COLUMNS}")
 
 
 if __name__ == "__main__":

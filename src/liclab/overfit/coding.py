@@ -270,20 +270,23 @@ def part_sizes(data: bytes, name: str = "bitstream") -> dict[str, int]:
     bs = unpack(data, name)
     try:
         arch, _ = Architecture.parse(bs.shape)
-        _, modules, _ = _groups(arch, bs)
+        _, _, modules, _ = _groups(arch, bs)
     except (ValueError, IndexError) as exc:
         raise LiclabError(f"{name}: corrupt file ({exc})") from None
     sizes = {m: len(s) for m, s in zip([*modules, "latents"], bs.strings, strict=True)}
     return {"header": len(data) - sum(sizes.values()), **sizes}
 
 
-def _groups(arch: Architecture, bs: Bitstream) -> tuple[list[params.Group], list[str], int]:
-    """The parameter groups of the file (header fields set), the modules with strings and the
-    ARM's rounding bits."""
+def _groups(
+    arch: Architecture, bs: Bitstream
+) -> tuple[CoolChic, list[params.Group], list[str], int]:
+    """The model the file describes (parameters initialised), its parameter groups (header
+    fields set), the modules with strings and the ARM's rounding bits."""
     h, w = bs.size
     if not 0 < h * w <= _MAX_PIXELS:
         raise ValueError(f"image size {w}x{h}")
-    groups = params.groups(arch.build((h, w)))
+    model = arch.build((h, w))
+    groups = params.groups(model)
     rounding, *fields = bs.shape[len(arch.ints()) :] or [-1]
     if rounding not in (0, exact.ARM_BITS):
         raise ValueError(f"ARM rounding {rounding}")
@@ -294,16 +297,14 @@ def _groups(arch: Architecture, bs: Bitstream) -> tuple[list[params.Group], list
         g.exponent, g.scale, g.raw = fields[3 * i : 3 * i + 3]
         if g.exponent > 30 or g.raw > params.MAX_RAW_BITS or g.scale >= laplace.NUM_SCALES:
             raise ValueError("impossible parameter coding")
-    return groups, modules, rounding
+    return model, groups, modules, rounding
 
 
 def _decode(bs: Bitstream) -> np.ndarray:
-    h, w = bs.size
     arch, _ = Architecture.parse(bs.shape)
-    groups, modules, rounding = _groups(arch, bs)
+    model, groups, modules, rounding = _groups(arch, bs)
     for module, string in zip(modules, bs.strings, strict=False):
         params.decode(string, [g for g in groups if g.module == module])
-    model = arch.build((h, w))
     wavefront = _wavefront(model.arm, model.latents.shapes, arch)
     _, x_hat = _decoder(arch, groups, rounding).decode(wavefront, bs.strings[-1])
     return to_uint8(x_hat)

@@ -323,11 +323,7 @@ class Fitter:
         model.train()
         q = phase.quantizer.train()
         q.set_lambda(self.loss.lmbda_coolchic)  # proxies whose parameters follow λ
-        latents = list(model.latents.parameters())
-        ids = {id(p) for p in latents}
-        networks = [p for p in model.parameters() if id(p) not in ids]
-        opt = _optimizer(phase, networks, latents)
-        self.clipped = list(model.parameters()) if self.schedule.clip_latents else networks
+        opt = self.optimizer(phase)
         best = (self.validate()["loss"], _copy(model))
         self.history.append(
             {"phase": name, "iteration": self.done, "kind": "start", "loss": best[0]}
@@ -356,6 +352,16 @@ class Fitter:
             {"phase": name, "iteration": self.done, "kind": "kept", "loss": best[0]}
         )
         return best
+
+    def optimizer(self, phase: Phase) -> torch.optim.Optimizer:
+        """A fresh optimiser of ``phase`` over the model (the networks, the latents), and
+        the parameters the gradient clip takes from now on (the latents too, or not:
+        ``Schedule.clip_latents``)."""
+        latents = list(self.model.latents.parameters())
+        ids = {id(p) for p in latents}
+        networks = [p for p in self.model.parameters() if id(p) not in ids]
+        self.clipped = list(self.model.parameters()) if self.schedule.clip_latents else networks
+        return _optimizer(phase, networks, latents)
 
     def step(self, q: Quantizer, opt: torch.optim.Optimizer) -> dict[str, Tensor]:
         """One iteration: forward under ``q``, loss, backward, clipping, optimiser step."""
