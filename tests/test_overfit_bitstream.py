@@ -16,6 +16,7 @@ import torch
 from liclab import LiclabError
 from liclab.bitstream import Bitstream, pack, unpack
 from liclab.codecs.overfit import OverfitCodec
+from liclab.configs import config_dir
 from liclab.overfit import coding, exact, laplace, params
 from liclab.overfit.arm import ARM, LOG_SCALE_RANGE, bits
 from liclab.overfit.encode import Phase, Schedule, fit
@@ -550,6 +551,30 @@ def test_odd_sizes_and_a_single_grid_decode_exactly(size, levels, kind):
     encoded = coding.encode(model, groups)
     assert np.array_equal(coding.decode(encoded.data), encoded.image)
     assert encoded.image.shape == (*size, 3)
+
+
+@pytest.mark.parametrize("name", ["coolchic5_lop", "coolchic5_hop"])
+def test_the_cool_chic_5_presets_decode_exactly_as_configured(name):
+    """Cool-chic 5.0's presets as their configs build them (inter-grid features on 3 grids,
+    3 hyperlatent grids, stabilisers; the lop's single residual layer and 8-wide ARM), with
+    random weights and latents: the decoder rebuilds the encoder's image exactly."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    path = config_dir("eval") / "overfit" / "model" / f"{name}.yaml"
+    torch.manual_seed(0)
+    model = instantiate(OmegaConf.load(path))(size=SIZE)
+    assert len(model.latents.twins) == 3 and model.arm.features
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+        for y in model.latents.grids:
+            y.copy_(torch.randn(y.shape, generator=g) / 4)
+    x = torch.rand(1, 3, *SIZE, generator=g)
+    groups, _ = params.search(model.eval(), x, LMBDA, model.rounded_latents())
+    encoded = coding.encode(model, groups)
+    assert np.array_equal(coding.decode(encoded.data), encoded.image)
 
 
 def test_the_codec_is_picklable_and_writes_a_self_contained_file():
