@@ -540,17 +540,24 @@ def test_odd_sizes_and_a_single_grid_decode_exactly(size, levels, kind):
         ),
         levels=levels,
     )
-    g = torch.Generator().manual_seed(1)
+    encoded = randomised_round_trip(model, seed=1)
+    assert encoded.image.shape == (*size, 3)
+
+
+def randomised_round_trip(model: CoolChic, seed: int) -> coding.Encoded:
+    """Perturb every network weight and latent of ``model`` at random, code it for a random
+    image, and check that the decoder rebuilds the encoder's reconstruction exactly."""
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.1)
         for y in model.latents.grids:
             y.copy_(torch.randn(y.shape, generator=g) / 4)
-    x = torch.rand(1, 3, *size, generator=g)
+    x = torch.rand(1, 3, *model.latents.size, generator=g)
     groups, _ = params.search(model.eval(), x, LMBDA, model.rounded_latents())
     encoded = coding.encode(model, groups)
     assert np.array_equal(coding.decode(encoded.data), encoded.image)
-    assert encoded.image.shape == (*size, 3)
+    return encoded
 
 
 @pytest.mark.parametrize("name", ["coolchic5_lop", "coolchic5_hop"])
@@ -565,16 +572,7 @@ def test_the_cool_chic_5_presets_decode_exactly_as_configured(name):
     torch.manual_seed(0)
     model = instantiate(OmegaConf.load(path))(size=SIZE)
     assert len(model.latents.twins) == 3 and model.arm.features
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.1)
-        for y in model.latents.grids:
-            y.copy_(torch.randn(y.shape, generator=g) / 4)
-    x = torch.rand(1, 3, *SIZE, generator=g)
-    groups, _ = params.search(model.eval(), x, LMBDA, model.rounded_latents())
-    encoded = coding.encode(model, groups)
-    assert np.array_equal(coding.decode(encoded.data), encoded.image)
+    randomised_round_trip(model, seed=2)
 
 
 def test_the_codec_is_picklable_and_writes_a_self_contained_file():
