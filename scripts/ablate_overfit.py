@@ -68,8 +68,22 @@ def crops(data: str, n: int, side: int, folder: Path) -> list[Path]:
 
 
 def spread_table(curves: dict, proxies, seeds, method: str) -> list[dict]:
-    """Per proxy: BD-rate (PSNR) against noise of the same seed, for each seed."""
-    from liclab.rd import bd_rate
+    """Per proxy: BD-rate (PSNR) against noise of the same seed, for each seed; NaN (n/a)
+    where a curve has no BD-rate (a collapsed proxy: every λ at one point), left out of the
+    mean and spread."""
+    from liclab import LiclabError
+    from liclab.rd import bd_rate as bd
+
+    def bd_rate(*args) -> float:
+        try:
+            return bd(*args)
+        except LiclabError:
+            return float("nan")
+
+    def summary(row: dict, values: list[float]) -> None:
+        kept = [v for v in values if not np.isnan(v)]
+        row["mean (%)"] = float(np.mean(kept)) if kept else float("nan")
+        row["spread (%)"] = float(np.max(kept) - np.min(kept)) if kept else float("nan")
 
     rows = []
     for proxy in proxies:
@@ -80,8 +94,7 @@ def spread_table(curves: dict, proxies, seeds, method: str) -> list[dict]:
             v = bd_rate(base.bpp, base.get("psnr"), c.bpp, c.get("psnr"), method)
             row[f"seed {seed} (%)"] = v
             values.append(v)
-        row["mean (%)"] = float(np.mean(values))
-        row["spread (%)"] = float(np.max(values) - np.min(values))
+        summary(row, values)
         rows.append(row)
     if len(seeds) > 1:  # the seed alone: noise seed k against noise seed 0
         row = {"proxy": f"noise against noise seed {seeds[0]}"}
@@ -91,8 +104,7 @@ def spread_table(curves: dict, proxies, seeds, method: str) -> list[dict]:
             c = curves[("noise", seed)]
             values.append(bd_rate(first.bpp, first.get("psnr"), c.bpp, c.get("psnr"), method))
             row[f"seed {seed} (%)"] = values[-1]
-        row["mean (%)"] = float(np.mean(values))
-        row["spread (%)"] = float(np.max(values) - np.min(values))
+        summary(row, values)
         rows.append(row)
     return rows
 

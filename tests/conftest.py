@@ -25,6 +25,17 @@ def compose(overrides: list[str]):
     return configs.compose("train", "train", overrides)
 
 
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module (the scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A photo-like test image: smooth random colour fields plus mild texture."""
     g = torch.Generator().manual_seed(seed)

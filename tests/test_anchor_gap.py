@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "anchor_gap.py"
+from conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("anchor_gap", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("anchor_gap")
 
 
 def _write(path: Path, settings: dict[str, list[tuple[str, float, float]]]) -> Path:

@@ -27,7 +27,7 @@ typedef struct {
     Py_buffer canvas;  /* float64, written */
     Py_buffer pos;     /* int32: canvas index of each latent, decoding order */
     Py_buffer offsets; /* int32: context offsets (the first points at a one) */
-    Py_buffer coarse;  /* int64 (n, C): canvas indexes of the coarse context, or empty */
+    Py_buffer coarse;  /* int32 (n, C): canvas indexes of the gathered values, or empty */
     Py_buffer bounds;  /* int64: step s decodes latents bounds[s] .. bounds[s + 1] - 1 */
     Py_buffer bank;    /* float64 (keys, cols): window probabilities */
     Py_buffer table;   /* float64 (rows, cols): this step's window rows, written */
@@ -100,7 +100,7 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
     Py_buffer *views[9] = {&self->canvas, &self->pos,   &self->offsets,
                            &self->coarse, &self->bounds, &self->bank,
                            &self->table,  &self->lo,    &self->scale};
-    const Py_ssize_t sizes[9] = {8, 4, 4, 8, 8, 8, 8, 8, 8};
+    const Py_ssize_t sizes[9] = {8, 4, 4, 4, 8, 8, 8, 8, 8};
     const char kinds[9] = {'f', 'i', 'i', 'i', 'i', 'f', 'f', 'i', 'i'};
     const int writable[9] = {1, 0, 0, 0, 0, 0, 1, 1, 1};
     for (int i = 0; i < 9; i++) {
@@ -127,7 +127,7 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
     self->nlayers = (int)n - 1;
     self->k1 = self->offsets.len / 4;
     Py_ssize_t npos = self->pos.len / 4;
-    self->c = self->coarse.len ? self->coarse.len / 8 / (npos ? npos : 1) : 0;
+    self->c = self->coarse.len ? self->coarse.len / 4 / (npos ? npos : 1) : 0;
     self->mi = self->k1 + self->c;
     self->m = self->nlayers ? self->layers[0].len / 8 / self->mi : self->mi;
     self->cols = self->bank.ndim == 2 ? self->bank.shape[1] : 0;
@@ -140,7 +140,7 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
              self->table.len / 8 % self->cols == 0 &&
              self->table.len / 8 / self->cols == self->lo.len / 8 &&
              self->lo.len == self->scale.len &&
-             (self->c == 0 || self->c * npos * 8 == self->coarse.len);
+             (self->c == 0 || self->c * npos * 4 == self->coarse.len);
     for (int i = 0; ok && i <= self->nlayers; i++) {
         Py_ssize_t in = i == 0 ? self->mi : self->m, out = i < self->nlayers ? self->m : 2;
         ok = self->layers[i].len == in * out * 8;
@@ -229,7 +229,7 @@ static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
     const double *canvas = self->canvas.buf, *bank = self->bank.buf;
     const int32_t *pos = (const int32_t *)self->pos.buf + start;
     const int32_t *offsets = self->offsets.buf;
-    const int64_t *coarse = (const int64_t *)self->coarse.buf + start * self->c;
+    const int32_t *coarse = (const int32_t *)self->coarse.buf + start * self->c;
     double *table = self->table.buf;
     int64_t *lo = self->lo.buf, *scale = self->scale.buf;
     const Py_ssize_t m = self->m, mi = self->mi, k1 = self->k1, c = self->c, cols = self->cols;
@@ -250,7 +250,7 @@ static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
                 x0[i * LANES + b] = canvas[at];
             }
             for (Py_ssize_t i = 0; i < c; i++) {
-                int64_t at = coarse[n * c + i];
+                Py_ssize_t at = coarse[n * c + i];
                 if (at < 0 || at >= ncanvas) { bad = 1; at = 0; }
                 x0[(k1 + i) * LANES + b] = canvas[at];
             }

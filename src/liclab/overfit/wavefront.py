@@ -95,7 +95,7 @@ class Wavefront:
         pos, step, cidx = [], [], []
         for level, (h, w) in enumerate(shapes):
             y, x = np.divmod(np.arange(h * w, dtype=np.int64), w)
-            pos.append(self._flat(level, y, x).astype(np.int32))
+            pos.append(self._flat(level, y, x))
             step.append(x + self.k * y + starts[level])
             if gathered:
                 cols = [self._coarse(level, y, x, coarse_offsets)] if coarse else []
@@ -138,13 +138,14 @@ class Wavefront:
         return min(max((steps - w - int(self.starts[level])) // self.k + 1, 0), h)
 
     def _flat(self, level: int, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return (self.top + y) * self.width + self.cols[level] + x
+        """Canvas indexes (int32, as ``pos``: a canvas is far below 2^31 cells)."""
+        return ((self.top + y) * self.width + self.cols[level] + x).astype(np.int32)
 
     def _coarse(self, level, y, x, coarse_offsets) -> np.ndarray:
         """Canvas indexes of the coarse context (the coarser grid around (y//2, x//2); the
         margins read zero, and the coarsest grid reads the zero cell 0)."""
         if level + 1 >= self.levels:
-            return np.zeros((len(y), len(coarse_offsets)), dtype=np.int64)
+            return np.zeros((len(y), len(coarse_offsets)), dtype=np.int32)
         return np.stack(
             [self._flat(level + 1, y // 2 + dy, x // 2 + dx) for dy, dx in coarse_offsets], 1
         )
@@ -156,8 +157,8 @@ class Wavefront:
             if g == level:
                 blocks.append(np.stack([self._flat(j, y >> s, x >> s) for j, s in inputs], 1))
             else:
-                blocks.append(np.zeros((n, len(inputs)), dtype=np.int64))
-            flags.append(np.full((n, 1), self.cells if g == level else 0, dtype=np.int64))
+                blocks.append(np.zeros((n, len(inputs)), dtype=np.int32))
+            flags.append(np.full((n, 1), self.cells if g == level else 0, dtype=np.int32))
         return blocks + flags
 
     def canvas(self, y_hat: list[np.ndarray] | None = None) -> np.ndarray:
@@ -239,9 +240,9 @@ class Wavefront:
             np.empty(rows, np.int64),
             np.empty(rows, np.int64),
         )
-        coarse = self.coarse_pos if self.coarse_pos is not None else np.empty(0, np.int64)
+        coarse = self.coarse_pos if self.coarse_pos is not None else np.empty(0, np.int32)
         stepper = _wavefront.Stepper(
-            canvas, self.pos, self.offsets, np.ascontiguousarray(coarse, np.int64),
+            canvas, self.pos, self.offsets, np.ascontiguousarray(coarse, np.int32),
             self.bounds.astype(np.int64), bank, table, lo, scale, [*arm.hidden, arm.out],
             arm.rounding is not None, laplace.MU_BITS, arm.skip,
         )  # fmt: skip
