@@ -5,6 +5,7 @@ they fit, and a fit of one variant of it."""
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -40,7 +41,18 @@ def arguments() -> argparse.ArgumentParser:
         default="coolchic",
         help="a schedule of the eval config group overfit/schedule (coolchic, coolchic5)",
     )
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     return p
+
+
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The command line of a script built on :func:`arguments`, with progress logged and the
+    torch threads set."""
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def append_row(out: Path, name: str, line: str, header: str) -> None:

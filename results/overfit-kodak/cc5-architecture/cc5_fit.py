@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import math
 import sys
 import time
@@ -44,7 +43,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from crop_fit import COLUMNS, append_row, arguments, load_crop, preset  # noqa: E402  (results/overfit-kodak/)
+from crop_fit import COLUMNS, append_row, arguments, load_crop, parse, preset  # noqa: E402  (results/overfit-kodak/)
 
 from liclab.overfit import encode  # noqa: E402
 from liclab.overfit.arm import ARM, _Taps, laplace_likelihood  # noqa: E402
@@ -230,7 +229,6 @@ def _nearest(c: Tensor, h: int, w: int) -> Tensor:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[arguments()])
-    p.add_argument("--threads", type=int, default=None)
     p.add_argument("--context", type=int, default=16)
     p.add_argument("--ifce", type=int, default=0)
     p.add_argument("--arm-stabiliser", action="store_true")
@@ -240,10 +238,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(parser())
     model_cfg, schedule_cfg = preset(args.schedule)
     factory = functools.partial(
         CC5,

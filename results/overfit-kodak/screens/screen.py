@@ -15,29 +15,22 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from crop_fit import COLUMNS, append_row, arguments, fit_variant  # noqa: E402  (results/overfit-kodak/)
+from crop_fit import COLUMNS, append_row, arguments, fit_variant, parse  # noqa: E402  (results/overfit-kodak/)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[arguments()])
     p.add_argument("--iterations", type=int, default=None, help="optimiser steps in all")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("overrides", nargs="*", help="schedule.<key>=<value> or model.<key>=<value>")
     return p
 
 
 def main() -> None:
-    args = parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(parser())
     row, stats = fit_variant(args, args.overrides, args.iterations)
     line = f"{Path(args.image).stem}\t{args.lmbda:g}\t{stats['iterations']:.0f}\t{row}"
     append_row(args.out, args.name, line, f"image\tlmbda\titerations\t{COLUMNS}")
