@@ -8,9 +8,9 @@ soft-round∘Gaussian-noise∘soft-round, loss MSE + λ·bpp, backward, gradient
 
 Other processes share the machine: the presets alternate, round after round, and each one's
 minimum (and median) over all its timed iterations is reported. ``--compile`` adds each
-preset under ``torch.compile`` (its compilation time is printed, not counted; on a CPU with
-torch 2.14.1 Inductor fails on the replicate padding's backward, a stride assertion, after
-minutes of compiling: for GPUs);
+preset under ``torch.compile`` (its compilation time is printed, not counted; on this
+project's CPU the compiled fit is ~3x slower than the eager one with its C kernels,
+``results/overfit-speed/bench_overfit_compile.txt``: for GPUs);
 ``--recompute`` adds each preset with its MLPs' activations recomputed in the backward pass,
 as before they were kept (:data:`liclab.overfit.mlp.KEEP_BYTES`); ``--chunks 4096 8192``
 runs each preset at each of these MLP chunk sizes (:data:`liclab.overfit.mlp.CHUNK`);

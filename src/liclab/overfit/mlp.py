@@ -46,6 +46,29 @@ USE_KERNEL = True  # training passes on a CPU through the C kernel where it is b
 USE_CONV_KERNEL = True  # and the synthesis's 3x3 residual layers (conv3x3), with USE_KERNEL
 
 
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` in channels-last layout (oneDNN's fast case for the few-channel convolutions of
+    the eager CPU path), or as it is inside a ``torch.compile`` trace: Inductor picks its own
+    layouts there, and channels-last input to replicate padding's backward breaks its
+    compiled graph (a stride assertion in ``replication_pad2d_backward``)."""
+    if torch.compiler.is_compiling():
+        return x
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def replicate_pad(x: Tensor, pad: tuple[int, int, int, int]) -> Tensor:
+    """``F.pad(x, pad, mode="replicate")`` (left, right, top, bottom), the same values; inside a
+    ``torch.compile`` trace as clamped index gathers, since Inductor's replicate padding
+    backward fails its own stride check on the layouts it picks for convolutions."""
+    if not torch.compiler.is_compiling():
+        return torch.nn.functional.pad(x, pad, mode="replicate")
+    left, right, top, bottom = pad
+    h, w = x.shape[-2:]
+    cols = torch.arange(-left, w + right, device=x.device).clamp_(0, w - 1)
+    rows = torch.arange(-top, h + bottom, device=x.device).clamp_(0, h - 1)
+    return x.index_select(-1, cols).index_select(-2, rows)
+
+
 def pointwise_mlp(
     x: Tensor,
     weights: Sequence[Tensor],
@@ -205,6 +228,8 @@ def _kernel():
 
 
 def _kernel_fits(x: Tensor, weights: Sequence[Tensor]) -> bool:
+    if torch.compiler.is_compiling():  # a traced graph takes PyTorch's products, not ctypes
+        return False
     loaded = _kernel() if USE_KERNEL else None
     if loaded is None or x.device.type != "cpu" or x.dtype != torch.float32:
         return False
@@ -300,7 +325,9 @@ def conv3x3_fits(x: Tensor, weights: Sequence[Tensor]) -> bool:
     training pass (gradients wanted, as :func:`pointwise_mlp` decides) on a CPU, float32, one
     image of 3 channels, 3 → 3 kernels of 3 × 3, the kernel built."""
     wanted = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *weights))
-    if not (USE_KERNEL and USE_CONV_KERNEL and wanted) or _kernel() is None:
+    if torch.compiler.is_compiling() or not (USE_KERNEL and USE_CONV_KERNEL and wanted):
+        return False
+    if _kernel() is None:
         return False
     return (
         x.device.type == "cpu"
@@ -321,8 +348,8 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     once."""
     pad = torch.nn.functional.pad
     if not conv3x3_fits(x, [weight]):
-        x = x.contiguous(memory_format=torch.channels_last)
-        return torch.nn.functional.conv2d(pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)
+        x = channels_last(x)
+        return torch.nn.functional.conv2d(replicate_pad(x, (1, 1, 1, 1)), weight, bias)
     return _Conv3x3.apply(pad(x.contiguous(), (1, 1, 1, 1), mode="replicate"), weight, bias)
 
 

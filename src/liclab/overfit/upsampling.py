@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liclab.overfit.mlp import channels_last, replicate_pad
+
 
 def bicubic_half_kernel(kernel_size: int) -> Tensor:
     """The first half of the symmetric ×2 interpolation kernel that initialises a learned
@@ -32,9 +34,9 @@ def upsample2(x: Tensor, half: Tensor) -> Tensor:
     c, h, w = x.shape[-3:]
     kernel = torch.cat([half, half.flip(0)])
     pad, crop = k // 4, k // 2 - 1 + k // 2
-    x = F.pad(x.contiguous(memory_format=torch.channels_last), (pad, pad, 0, 0), mode="replicate")
+    x = replicate_pad(channels_last(x), (pad, pad, 0, 0))
     x = F.conv_transpose2d(x, kernel.view(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, 2), groups=c)
-    x = F.pad(x[..., crop : crop + 2 * w], (0, 0, pad, pad), mode="replicate")
+    x = replicate_pad(x[..., crop : crop + 2 * w], (0, 0, pad, pad))
     x = F.conv_transpose2d(x, kernel.view(1, 1, k, 1).expand(c, 1, k, 1), stride=(2, 1), groups=c)
     return x[..., crop : crop + 2 * h, :]
 
@@ -50,14 +52,24 @@ def prefilter(x: Tensor, half: Tensor, padding: str = "replicate") -> Tensor:
     each pass ``c·x[i] + Σ_t a_t·(x[i − t] + x[i + t])`` on input padded as ``padding``
     (:data:`PADDINGS`). Differentiable in both; its own backward pass (the adjoint of each
     pass is the same symmetric filter, with replicated edges folded back), cheaper than
-    autograd's."""
-    return _Prefilter.apply(x, half, padding == "zeros")
+    autograd's (inside a ``torch.compile`` trace, depthwise convolutions that autograd
+    differentiates: the same values up to float rounding, and no recompilation as the taps
+    train)."""
+    zeros = padding == "zeros"
+    if not torch.compiler.is_compiling():
+        return _Prefilter.apply(x, half, zeros)
+    p, c = half.numel() - 1, x.shape[1]
+    taps = torch.cat([half, half[:-1].flip(0)])
+    across = F.conv2d(_pad(x, p, -1, zeros), taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    down = F.conv2d(
+        _pad(across, p, -2, zeros), taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c
+    )
+    return down + x
 
 
 def _pad(x: Tensor, p: int, dim: int, zeros: bool) -> Tensor:
-    return F.pad(
-        x, (p, p, 0, 0) if dim == -1 else (0, 0, p, p), mode="constant" if zeros else "replicate"
-    )
+    sides = (p, p, 0, 0) if dim == -1 else (0, 0, p, p)
+    return F.pad(x, sides) if zeros else replicate_pad(x, sides)
 
 
 def _pass(x: Tensor, k: list[float], dim: int, zeros: bool) -> tuple[Tensor, Tensor]:
