@@ -5,7 +5,8 @@ Reads ``scripts/ablate_overfit.py`` outputs (one folder per decoder and schedule
 prints, per proxy, (1) its BD-rate (PSNR, PCHIP) against noise of the same folder, with its
 two seeds', as each folder's ``bd-rate.md`` and ``spread.md`` have them, and (2) its BD-rate
 against one common curve, the first folder's noise: which decoder and schedule give the best
-codec, not only which proxy wins within each. Run from the repository root::
+codec, not only which proxy wins within each; a proxy a folder did not run reads "not run".
+Run from the repository root::
 
     python results/ablation-overfit/crossed.py results/ablation-overfit \\
         results/ablation-overfit/cc5-lop-cc4-schedule \\
@@ -68,6 +69,9 @@ def main() -> None:
     for proxy in PROXIES:
         cells = []
         for folder in folders:
+            if not (folder / f"{proxy}.json").is_file():  # a run of fewer proxies
+                cells.append("not run")
+                continue
             own, mine = curve(folder, "noise"), curve(folder, proxy)
             s0, s1 = seeds(folder).get(proxy, (math.nan, math.nan))
             within = bd(own, mine) if proxy != "noise" else 0.0
