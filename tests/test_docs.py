@@ -251,6 +251,12 @@ def _train(args: list[str], tmp_path: Path) -> None:
             assert (out / name).exists(), name
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _eval_tool(program: str, args: list[str], tmp_path: Path) -> None:
     from liclab.cli import anchors, evaluate, rd
 
@@ -263,6 +269,8 @@ def _eval_tool(program: str, args: list[str], tmp_path: Path) -> None:
     codec = next((o.split("=", 1)[1] for o in overrides if o.startswith("codec=")), None)
     out = {"eval": f"out={tmp_path / 'eval'}", "anchors": f"out_dir={tmp_path / 'anchors'}"}
     if codec and "OverfitCodec" in str(cfg.codec.get("_target_")):
+        if str(cfg.codec.device).startswith("cuda") and not _has_cuda():
+            return  # a GPU command where there is none: composed and resolved only
         overrides.append("codec.iterations=8")  # a fit of a few steps per image
     if name == "eval" and (cfg.get("ckpt") or codec):
         anchors = sorted({"jpeg", *([cfg.baseline] if cfg.baseline in ("hevc", "webp") else [])})

@@ -685,6 +685,30 @@ def test_a_schedule_file_that_cannot_be_built_is_one_line_naming_it(tmp_path, ca
     assert not (tmp_path / "z.lic").exists()
 
 
+def test_a_device_this_machine_lacks_is_one_line_before_any_fit(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from liclab.cli import codec as cli
+    from liclab.images import save_rgb
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also where a GPU is
+    with pytest.raises(LiclabError, match="device=cuda, but this machine has no CUDA device"):
+        OverfitCodec("coolchic_lop", "coolchic", LMBDA, device="cuda")
+    with pytest.raises(LiclabError, match="device='gpu0' is not a device"):
+        OverfitCodec("coolchic_lop", "coolchic", LMBDA, device="gpu0")
+    save_rgb(smooth_image(*SIZE), tmp_path / "x.png")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.compress_main(
+            [str(tmp_path / "x.png"), "-o", str(tmp_path / "z.lic"), "codec=coolchic_lop",
+             "device=cuda", "iterations=2"]
+        )  # fmt: skip
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no CUDA device" in err[1], err
+    assert not (tmp_path / "z.lic").exists()
+
+
 def test_a_schedule_scales_to_a_budget_keeping_its_proportions():
     from hydra.utils import instantiate
 

@@ -74,7 +74,7 @@ class OverfitCodec:
         _built(self.schedule, self._sources["schedule"], "schedule")  # fails before any fit
         self.lmbda, self.iterations, self.seed = float(lmbda), iterations, seed
         self.quantizer = _plain(quantizer)
-        self.device, self.compile, self.name = device, compile, name
+        self.device, self.compile, self.name = _checked_device(device), compile, name
         self.setting = f"lmbda={self.lmbda:g}"
         self.warm_start = warm_start
         self.warm_from: OverfitCodec | None = None  # set by the sweep (warm_start)
@@ -296,6 +296,25 @@ def _instantiated(obj):
 
         return instantiate(obj)
     return obj
+
+
+def _checked_device(device: str) -> str:
+    """``device`` if this machine has it; else one line saying so (not PyTorch's traceback
+    from the first tensor moved there, after the image was read)."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as exc:
+        raise liclab.LiclabError(
+            f"overfitted codec: device={device!r} is not a device ({exc})"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise liclab.LiclabError(
+            f"overfitted codec: device={device}, but this machine has no CUDA device that "
+            "PyTorch can use (device=cpu fits on the CPU)"
+        )
+    return device
 
 
 def _built(obj, source: str, kind: str):
