@@ -10,7 +10,10 @@ beside it), then decode the file ``--repeats`` times and print
 - with ``--numpy-steps``, the same decodes with the wavefront's numpy steps in place of the
   C extension's, alternating with them, and the ratio of the two minima;
 - bytes per part against the ideal code lengths (and the loss's estimate of the latents),
-  and the seconds of the network quantisation search.
+  and the seconds of the network quantisation search;
+- for a preset whose ARM has inter-grid features (Cool-chic 5), the seconds of building the
+  decoding schedule as the decoder does, against the same with the dense table of the
+  feature inputs' canvas indexes that it built before they were computed in the C step.
 
     python scripts/bench_overfit_decode.py --images kodim01 \\
         --presets coolchic_hop coolchic_lop c3 --iterations 300
@@ -85,6 +88,35 @@ class ThreadClock:
         Wavefront.decode, Decoder._bands = timed_decode, timed_bands
 
 
+def schedule_seconds(preset: str, size: tuple[int, int], repeats: int):
+    """(decoding schedule, the same with the dense gather table), minimum wall seconds each,
+    alternating, for a preset whose ARM has inter-grid features (None otherwise): the
+    decoder's :class:`Wavefront` (the C step computes the feature inputs' canvas indexes),
+    and what the decoder built before that change, the table of them
+    (:attr:`Wavefront.coarse_pos`, 27 indexes per latent for Cool-chic 5's presets)."""
+    model = instantiate(OverfitCodec(preset, "coolchic", 1e-3).model)(size=size)
+    arm = model.arm
+    if not len(arm.ifce):
+        return None
+
+    def schedule(dense: bool) -> float:
+        start = time.perf_counter()
+        wavefront = Wavefront(
+            model.latents.shapes, len(arm.offsets), len(arm.coarse_offsets),
+            levels=model.latents.levels, resolutions=arm.resolutions,
+            feature_inputs=[arm.coarser(g) for g in range(len(arm.ifce))],
+        )  # fmt: skip
+        if dense:
+            assert wavefront.coarse_pos is not None
+        return time.perf_counter() - start
+
+    times = {False: [], True: []}
+    for _ in range(repeats):
+        for dense in times:
+            times[dense].append(schedule(dense))
+    return min(times[False]), min(times[True])
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--images", nargs="+", default=["kodim01"])
@@ -153,6 +185,13 @@ def main() -> None:
                     f"  numpy steps, alternating with those: wall {min(walls['numpy']):.3f} s, "
                     f"CPU wavefront {min(mains['numpy']):.3f} s + image worker "
                     f"{min(workers['numpy']):.3f} s; the C steps {ratio:.2f}x faster"
+                )
+            seconds = schedule_seconds(preset, (h, w), args.repeats)
+            if seconds is not None:
+                print(
+                    f"  decoding schedule {seconds[0]:.3f} s (feature inputs gathered in the C "
+                    f"step); with the dense table of them {seconds[1]:.3f} s, alternating: "
+                    f"{seconds[1] / seconds[0]:.1f}x"
                 )
             parts = [k[6:] for k in details if k.startswith("bytes_")]
             for part in parts:

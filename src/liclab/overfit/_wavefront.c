@@ -21,13 +21,17 @@
 
 #define MAX_LAYERS 10
 #define MAX_WIDTH 128
+#define MAX_GROUPS 16
 
 typedef struct {
     PyObject_HEAD
     Py_buffer canvas;  /* float64, written */
     Py_buffer pos;     /* int32: canvas index of each latent, decoding order */
     Py_buffer offsets; /* int32: context offsets (the first points at a one) */
-    Py_buffer coarse;  /* int32 (n, C): canvas indexes of the gathered values, or empty */
+    Py_buffer coarse;  /* int32 (n, C): canvas indexes of the coarse context, or empty */
+    Py_buffer grid;    /* int32 (n,): each latent's feature grid (-1: none), or empty */
+    Py_buffer inputs;  /* int32 (F, 3): (feature grid g, grid j, shift s), grouped by g */
+    Py_buffer cols0;   /* int64: the canvas column of each grid's first latent */
     Py_buffer bounds;  /* int64: step s decodes latents bounds[s] .. bounds[s + 1] - 1 */
     Py_buffer bank;    /* float64 (keys, cols): window probabilities */
     Py_buffer table;   /* float64 (rows, cols): this step's window rows, written */
@@ -37,6 +41,10 @@ typedef struct {
      * layers), then the stabiliser (mi, 2) if any: mi = k1 + c gathered values per latent */
     Py_buffer layers[MAX_LAYERS];
     int nbuf;          /* buffers held (for the destructor) */
+    int nfbuf;         /* feature buffers held (grid, inputs, cols0) */
+    int groups;        /* feature grids G (0: none) */
+    Py_ssize_t fstart[MAX_GROUPS + 1]; /* inputs of grid g: rows fstart[g] .. fstart[g+1]-1 */
+    Py_ssize_t cw, width, ctop; /* coarse columns; the canvas's width and top margin */
     int nlayers;       /* hidden layers */
     int skip;          /* a stabiliser follows the output layer */
     Py_ssize_t m, mi, k1, c, cols, keys, top, steps, start, count;
@@ -56,6 +64,9 @@ static void release_all(Stepper *self) {
     for (int i = 0; i < MAX_LAYERS; i++) all[9 + i] = &self->layers[i];
     for (int i = 0; i < self->nbuf; i++) PyBuffer_Release(all[i]);
     self->nbuf = 0;
+    Py_buffer *features[3] = {&self->grid, &self->inputs, &self->cols0};
+    for (int i = 0; i < self->nfbuf; i++) PyBuffer_Release(features[i]);
+    self->nfbuf = 0;
 }
 
 static void stepper_dealloc(Stepper *self) {
@@ -85,13 +96,13 @@ static int get(PyObject *obj, Py_buffer *view, Py_ssize_t size, char kind, int w
 static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"canvas", "pos",    "offsets", "coarse",  "bounds",
                              "bank",   "table",  "lo",      "scale",   "layers",
-                             "rounding", "mu_bits", "skip", NULL};
-    PyObject *obj[9], *layers, *skip = Py_None;
+                             "rounding", "mu_bits", "skip", "features", NULL};
+    PyObject *obj[9], *layers, *skip = Py_None, *features = Py_None;
     int rounding, mu_bits;
-    if (self->nbuf) release_all(self);
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOpi|O", kwlist, &obj[0], &obj[1],
+    if (self->nbuf || self->nfbuf) release_all(self);
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOOpi|OO", kwlist, &obj[0], &obj[1],
                                      &obj[2], &obj[3], &obj[4], &obj[5], &obj[6], &obj[7],
-                                     &obj[8], &layers, &rounding, &mu_bits, &skip))
+                                     &obj[8], &layers, &rounding, &mu_bits, &skip, &features))
         return -1;
     if (mu_bits < 0 || mu_bits > 16) {
         PyErr_SetString(PyExc_ValueError, "mu_bits: 0 to 16");
@@ -127,7 +138,41 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
     self->nlayers = (int)n - 1;
     self->k1 = self->offsets.len / 4;
     Py_ssize_t npos = self->pos.len / 4;
-    self->c = self->coarse.len ? self->coarse.len / 4 / (npos ? npos : 1) : 0;
+    self->cw = self->coarse.len ? self->coarse.len / 4 / (npos ? npos : 1) : 0;
+    Py_ssize_t nfeat = 0;
+    self->groups = 0;
+    if (features != Py_None) { /* (grid, inputs, cols0, width, top): gathered here */
+        PyObject *fobj[3];
+        if (!PyArg_ParseTuple(features, "OOOnn", &fobj[0], &fobj[1], &fobj[2], &self->width,
+                              &self->ctop))
+            goto fail;
+        Py_buffer *fviews[3] = {&self->grid, &self->inputs, &self->cols0};
+        const Py_ssize_t fsizes[3] = {4, 4, 8};
+        const char *fnames[3] = {"grid", "inputs", "cols0"};
+        for (int i = 0; i < 3; i++) {
+            if (get(fobj[i], fviews[i], fsizes[i], 'i', 0, fnames[i]) < 0) goto fail;
+            self->nfbuf++;
+        }
+        const int32_t *in = self->inputs.buf;
+        const Py_ssize_t grids = self->cols0.len / 8;
+        nfeat = self->inputs.len / 4 / 3;
+        int ok = self->inputs.len == nfeat * 3 * 4 && self->grid.len == npos * 4 &&
+                 self->width > 0 && self->ctop >= 0;
+        for (Py_ssize_t t = 0; ok && t < nfeat; t++) {
+            int32_t g = in[3 * t], j = in[3 * t + 1], sh = in[3 * t + 2];
+            ok = g >= self->groups - 1 && g < MAX_GROUPS && g < grids && j >= 0 && j < grids &&
+                 sh >= 0 && sh < 31;
+            while (ok && self->groups <= g) self->fstart[self->groups++] = t;
+        }
+        if (ok) self->fstart[self->groups] = nfeat;
+        const int32_t *gr = self->grid.buf;
+        for (Py_ssize_t i = 0; ok && i < npos; i++) ok = gr[i] >= -1 && gr[i] < self->groups;
+        if (!ok) {
+            PyErr_SetString(PyExc_ValueError, "Stepper: inconsistent feature inputs");
+            goto fail;
+        }
+    }
+    self->c = self->cw + nfeat + self->groups;
     self->mi = self->k1 + self->c;
     self->m = self->nlayers ? self->layers[0].len / 8 / self->mi : self->mi;
     self->cols = self->bank.ndim == 2 ? self->bank.shape[1] : 0;
@@ -140,7 +185,7 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
              self->table.len / 8 % self->cols == 0 &&
              self->table.len / 8 / self->cols == self->lo.len / 8 &&
              self->lo.len == self->scale.len &&
-             (self->c == 0 || self->c * npos * 4 == self->coarse.len);
+             (self->cw == 0 || self->cw * npos * 4 == self->coarse.len);
     for (int i = 0; ok && i <= self->nlayers; i++) {
         Py_ssize_t in = i == 0 ? self->mi : self->m, out = i < self->nlayers ? self->m : 2;
         ok = self->layers[i].len == in * out * 8;
@@ -229,10 +274,15 @@ static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
     const double *canvas = self->canvas.buf, *bank = self->bank.buf;
     const int32_t *pos = (const int32_t *)self->pos.buf + start;
     const int32_t *offsets = self->offsets.buf;
-    const int32_t *coarse = (const int32_t *)self->coarse.buf + start * self->c;
+    const int32_t *coarse = (const int32_t *)self->coarse.buf + start * self->cw;
+    const int32_t *grid = self->groups ? (const int32_t *)self->grid.buf + start : NULL;
+    const int32_t *inputs = self->inputs.buf;
+    const int64_t *cols0 = self->cols0.buf;
+    const Py_ssize_t cw = self->cw, groups = self->groups, cwidth = self->width;
+    const Py_ssize_t ctop = self->ctop, nfeat = self->c - self->cw - self->groups;
     double *table = self->table.buf;
     int64_t *lo = self->lo.buf, *scale = self->scale.buf;
-    const Py_ssize_t m = self->m, mi = self->mi, k1 = self->k1, c = self->c, cols = self->cols;
+    const Py_ssize_t m = self->m, mi = self->mi, k1 = self->k1, cols = self->cols;
     const Py_ssize_t ncanvas = self->canvas.len / 8;
     const double top = (double)self->top;
     const int mu_bits = self->mu_bits;
@@ -249,11 +299,28 @@ static PyObject *stepper_prepare(Stepper *self, PyObject *arg) {
                 if (at < 0 || at >= ncanvas) { bad = 1; at = 0; }
                 x0[i * LANES + b] = canvas[at];
             }
-            for (Py_ssize_t i = 0; i < c; i++) {
-                Py_ssize_t at = coarse[n * c + i];
+            for (Py_ssize_t i = 0; i < cw; i++) {
+                Py_ssize_t at = coarse[n * cw + i];
                 if (at < 0 || at >= ncanvas) { bad = 1; at = 0; }
                 x0[(k1 + i) * LANES + b] = canvas[at];
             }
+            if (!groups) continue;
+            /* inter-grid features: latent (y, x) of feature grid g reads grid j at
+             * (y >> s, x >> s) for each (j, s) of g, into g's block; the other blocks are
+             * zero; then one indicator per feature grid (g's is one) */
+            const Py_ssize_t f0 = k1 + cw;
+            for (Py_ssize_t i = 0; i < nfeat + groups; i++) x0[(f0 + i) * LANES + b] = 0.0;
+            const int32_t g = grid[n];
+            if (g < 0) continue;
+            const Py_ssize_t y = (Py_ssize_t)pos[n] / cwidth - ctop;
+            const Py_ssize_t xx = (Py_ssize_t)pos[n] % cwidth - cols0[g];
+            for (Py_ssize_t t = self->fstart[g]; t < self->fstart[g + 1]; t++) {
+                const int32_t j = inputs[3 * t + 1], sh = inputs[3 * t + 2];
+                Py_ssize_t at = (ctop + (y >> sh)) * cwidth + cols0[j] + (xx >> sh);
+                if (y < 0 || xx < 0 || at < 0 || at >= ncanvas) { bad = 1; at = 0; }
+                x0[(f0 + t) * LANES + b] = canvas[at];
+            }
+            x0[(f0 + nfeat + g) * LANES + b] = 1.0;
         }
         const double *in = x0;
         Py_ssize_t width = mi;
@@ -346,7 +413,9 @@ static PyTypeObject StepperType = {
     .tp_basicsize = sizeof(Stepper),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Stepper(canvas, pos, offsets, coarse, bounds, bank, table, lo, scale, layers, "
-              "rounding, mu_bits, skip=None): the exact ARM of a wavefront's steps",
+              "rounding, mu_bits, skip=None, features=None): the exact ARM of a wavefront's "
+              "steps; features = (grid, inputs, cols0, width, top) gathers the inter-grid "
+              "inputs in C",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)stepper_init,
     .tp_dealloc = (destructor)stepper_dealloc,

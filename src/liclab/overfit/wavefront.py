@@ -45,7 +45,9 @@ class Wavefront:
     reading the zero cell, and one indicator per feature grid (the ones cell for its own
     grid): the rows :class:`~liclab.overfit.exact.ExactARM` folds the feature maps into.
     Hyperlatent grids (after the ``levels`` image grids) start with the image grid of their
-    resolution; the grids wait for their coarser ones as with a coarse context.
+    resolution; the grids wait for their coarser ones as with a coarse context. The C step
+    computes those canvas indexes from each latent's position and :attr:`grid`; the numpy
+    steps and the encoder's one pass read them from :attr:`coarse_pos`, built on first use.
 
     Args:
         shapes: (h, w) of each grid, finest first (the image grids, then the hyperlatents).
@@ -97,9 +99,8 @@ class Wavefront:
             y, x = np.divmod(np.arange(h * w, dtype=np.int64), w)
             pos.append(self._flat(level, y, x))
             step.append(x + self.k * y + starts[level])
-            if gathered:
-                cols = [self._coarse(level, y, x, coarse_offsets)] if coarse else []
-                cidx.append(np.concatenate(cols + self._features(level, y, x), axis=1))
+            if coarse:
+                cidx.append(self._coarse(level, y, x, coarse_offsets))
         steps = np.concatenate(step)
         if steps.max() < 2**16:  # numpy's stable sort of 16-bit keys is a radix sort, ~5× faster
             steps = steps.astype(np.uint16)
@@ -112,9 +113,35 @@ class Wavefront:
         """Step s decodes ``order[bounds[s]:bounds[s + 1]]``."""
         self.pos = np.concatenate(pos)[order]
         """Canvas index of each latent, in decoding order."""
-        self.coarse_pos = np.concatenate(cidx)[order] if gathered else None
+        self.coarse_context = np.concatenate(cidx)[order] if coarse else None
+        """Canvas indexes of each latent's coarse context, in decoding order; None without."""
+        sizes = [h * w for h, w in shapes]
+        grid = np.repeat(np.arange(len(shapes), dtype=np.int32), sizes)[order]
+        self.grid = np.where(grid < len(self.feature_inputs), grid, -1).astype(np.int32)
+        """Each latent's feature grid (its grid where that has inter-grid features, else −1),
+        in decoding order: the C step computes the feature inputs' canvas indexes from it and
+        the latent's position instead of reading a table of them."""
+        self._gathered = bool(gathered)
+        self._coarse_pos: np.ndarray | None = None
+
+    @property
+    def coarse_pos(self) -> np.ndarray | None:
         """Canvas indexes of each latent's gathered values after its spatial context (coarse
-        context, feature blocks, indicators), in decoding order; None without."""
+        context, feature blocks, indicators), in decoding order; None without. Built on first
+        use (the encoder's one pass, the numpy steps): with Cool-chic 5's features it holds
+        27 indexes per latent, which the C step computes instead."""
+        if not self._gathered or self._coarse_pos is not None:
+            return self._coarse_pos
+        features = None
+        if self.feature_inputs:
+            parts = []
+            for level, (h, w) in enumerate(self.shapes):
+                y, x = np.divmod(np.arange(h * w, dtype=np.int64), w)
+                parts.append(np.concatenate(self._features(level, y, x), axis=1))
+            features = np.concatenate(parts)[self.order]
+        columns = [c for c in (self.coarse_context, features) if c is not None]
+        self._coarse_pos = np.concatenate(columns, axis=1)
+        return self._coarse_pos
 
     @property
     def steps(self) -> int:
@@ -240,11 +267,18 @@ class Wavefront:
             np.empty(rows, np.int64),
             np.empty(rows, np.int64),
         )
-        coarse = self.coarse_pos if self.coarse_pos is not None else np.empty(0, np.int32)
+        coarse = self.coarse_context if self.coarse_context is not None else np.empty(0, np.int32)
+        features = None
+        if self.feature_inputs:  # (g, j, s) rows grouped by g: the C step gathers them
+            inputs = [(g, j, s) for g, pairs in enumerate(self.feature_inputs) for j, s in pairs]
+            features = (
+                self.grid, np.array(inputs, np.int32).reshape(-1, 3),
+                self.cols.astype(np.int64), self.width, self.top,
+            )  # fmt: skip
         stepper = _wavefront.Stepper(
             canvas, self.pos, self.offsets, np.ascontiguousarray(coarse, np.int32),
             self.bounds.astype(np.int64), bank, table, lo, scale, [*arm.hidden, arm.out],
-            arm.rounding is not None, laplace.MU_BITS, arm.skip,
+            arm.rounding is not None, laplace.MU_BITS, arm.skip, features,
         )  # fmt: skip
         return stepper, table, lo, scale
 
