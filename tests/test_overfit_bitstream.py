@@ -422,6 +422,15 @@ def test_the_c_step_gives_every_latent_the_numpy_arms_distribution(context, coar
         stepper.prepare(wavefront.steps)
 
 
+def test_the_c_step_refuses_feature_inputs_outside_the_canvas_grids():
+    _, exact_arm, wavefront = feature_arm(14, seed=3, rounding=None)
+    canvas = wavefront.canvas(random_latents(FEATURE_SHAPES, seed=4, spread=3.0))
+    wavefront.c_stepper(canvas, exact_arm)  # as built: accepted
+    wavefront.feature_inputs[0] = [(len(FEATURE_SHAPES), 1)]  # a grid that does not exist
+    with pytest.raises(ValueError, match="inconsistent feature inputs"):
+        wavefront.c_stepper(canvas, exact_arm)
+
+
 def test_laplace_tables_do_not_depend_on_the_last_bits_of_exp():
     scales = np.arange(laplace.NUM_SCALES)
     s = np.repeat(scales, laplace.MU_STEPS)

@@ -141,11 +141,16 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
     self->cw = self->coarse.len ? self->coarse.len / 4 / (npos ? npos : 1) : 0;
     Py_ssize_t nfeat = 0;
     self->groups = 0;
-    if (features != Py_None) { /* (grid, inputs, cols0, width, top): gathered here */
+    if (features != Py_None) { /* (grid, inputs, cols0, width, top, G): gathered here */
         PyObject *fobj[3];
-        if (!PyArg_ParseTuple(features, "OOOnn", &fobj[0], &fobj[1], &fobj[2], &self->width,
-                              &self->ctop))
+        int groups;
+        if (!PyArg_ParseTuple(features, "OOOnni", &fobj[0], &fobj[1], &fobj[2], &self->width,
+                              &self->ctop, &groups))
             goto fail;
+        if (groups < 1 || groups > MAX_GROUPS) {
+            PyErr_SetString(PyExc_ValueError, "Stepper: 1 to 16 feature grids");
+            goto fail;
+        }
         Py_buffer *fviews[3] = {&self->grid, &self->inputs, &self->cols0};
         const Py_ssize_t fsizes[3] = {4, 4, 8};
         const char *fnames[3] = {"grid", "inputs", "cols0"};
@@ -157,14 +162,16 @@ static int stepper_init(Stepper *self, PyObject *args, PyObject *kwds) {
         const Py_ssize_t grids = self->cols0.len / 8;
         nfeat = self->inputs.len / 4 / 3;
         int ok = self->inputs.len == nfeat * 3 * 4 && self->grid.len == npos * 4 &&
-                 self->width > 0 && self->ctop >= 0;
+                 self->width > 0 && self->ctop >= 0 && groups <= grids;
+        int g0 = 0; /* inputs grouped by g: fstart[g] is the first row of g, or of a later g */
         for (Py_ssize_t t = 0; ok && t < nfeat; t++) {
             int32_t g = in[3 * t], j = in[3 * t + 1], sh = in[3 * t + 2];
-            ok = g >= self->groups - 1 && g < MAX_GROUPS && g < grids && j >= 0 && j < grids &&
-                 sh >= 0 && sh < 31;
-            while (ok && self->groups <= g) self->fstart[self->groups++] = t;
+            ok = g >= 0 && g >= g0 - 1 && g < groups && j >= 0 && j < grids && sh >= 0 &&
+                 sh < 31;
+            while (ok && g0 <= g) self->fstart[g0++] = t;
         }
-        if (ok) self->fstart[self->groups] = nfeat;
+        while (g0 <= groups) self->fstart[g0++] = nfeat;
+        self->groups = groups;
         const int32_t *gr = self->grid.buf;
         for (Py_ssize_t i = 0; ok && i < npos; i++) ok = gr[i] >= -1 && gr[i] < self->groups;
         if (!ok) {

@@ -273,7 +273,7 @@ class Wavefront:
             inputs = [(g, j, s) for g, pairs in enumerate(self.feature_inputs) for j, s in pairs]
             features = (
                 self.grid, np.array(inputs, np.int32).reshape(-1, 3),
-                self.cols.astype(np.int64), self.width, self.top,
+                self.cols.astype(np.int64), self.width, self.top, len(self.feature_inputs),
             )  # fmt: skip
         stepper = _wavefront.Stepper(
             canvas, self.pos, self.offsets, np.ascontiguousarray(coarse, np.int32),
