@@ -71,14 +71,7 @@ def spread_table(curves: dict, proxies, seeds, method: str) -> list[dict]:
     """Per proxy: BD-rate (PSNR) against noise of the same seed, for each seed; NaN (n/a)
     where a curve has no BD-rate (a collapsed proxy: every λ at one point), left out of the
     mean and spread."""
-    from liclab import LiclabError
-    from liclab.rd import bd_rate as bd
-
-    def bd_rate(*args) -> float:
-        try:
-            return bd(*args)
-        except LiclabError:
-            return float("nan")
+    from liclab.rd import bd_rate_or_nan as bd_rate
 
     def summary(row: dict, values: list[float]) -> None:
         kept = [v for v in values if not np.isnan(v)]

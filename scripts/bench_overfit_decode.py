@@ -95,17 +95,12 @@ def schedule_seconds(preset: str, size: tuple[int, int], repeats: int):
     and what the decoder built before that change, the table of them
     (:attr:`Wavefront.coarse_pos`, 27 indexes per latent for Cool-chic 5's presets)."""
     model = instantiate(OverfitCodec(preset, "coolchic", 1e-3).model)(size=size)
-    arm = model.arm
-    if not len(arm.ifce):
+    if not len(model.arm.ifce):
         return None
 
     def schedule(dense: bool) -> float:
         start = time.perf_counter()
-        wavefront = Wavefront(
-            model.latents.shapes, len(arm.offsets), len(arm.coarse_offsets),
-            levels=model.latents.levels, resolutions=arm.resolutions,
-            feature_inputs=[arm.coarser(g) for g in range(len(arm.ifce))],
-        )  # fmt: skip
+        wavefront = coding.wavefront_of(model)
         if dense:
             assert wavefront.coarse_pos is not None
         return time.perf_counter() - start

@@ -21,8 +21,7 @@ import json
 import math
 from pathlib import Path
 
-from liclab import LiclabError
-from liclab.rd import bd_rate
+from liclab.rd import bd_rate_or_nan
 
 PROXIES = ["noise", "soft_round_noise", "universal", "mixed", "soft_round", "ste"]
 
@@ -38,14 +37,6 @@ def seeds(folder: Path) -> dict[str, tuple[float, float]]:
             row["proxy"]: (float(row["seed 0 (%)"]), float(row["seed 1 (%)"]))
             for row in csv.DictReader(f)
         }
-
-
-def bd(anchor, test) -> float:
-    """BD-rate of ``test`` against ``anchor``; NaN for a collapsed curve (one quality)."""
-    try:
-        return bd_rate(*anchor, *test)
-    except LiclabError:
-        return math.nan
 
 
 def pct(value: float) -> str:
@@ -74,8 +65,8 @@ def main() -> None:
                 continue
             own, mine = curve(folder, "noise"), curve(folder, proxy)
             s0, s1 = seeds(folder).get(proxy, (math.nan, math.nan))
-            within = bd(own, mine) if proxy != "noise" else 0.0
-            against = bd(common, mine)
+            within = bd_rate_or_nan(*own, *mine) if proxy != "noise" else 0.0
+            against = bd_rate_or_nan(*common, *mine)
             cells.append(f"{pct(within)} ({pct(s0)} / {pct(s1)}) [{pct(against)}]")
         print(f"| {proxy} | " + " | ".join(cells) + " |")
     spread = [seeds(f)["noise against noise seed 0"][1] for f in folders]

@@ -50,6 +50,15 @@ def bd_rate(
     return float((math.exp(diff) - 1.0) * 100.0)
 
 
+def bd_rate_or_nan(*args, **kwargs) -> float:
+    """:func:`bd_rate`, or NaN where a curve has none (a collapsed one: every point at one
+    quality), for tables that report it as n/a and go on."""
+    try:
+        return bd_rate(*args, **kwargs)
+    except LiclabError:
+        return math.nan
+
+
 def bd_quality(
     rate_a: Sequence[float],
     quality_a: Sequence[float],

@@ -221,7 +221,7 @@ def encode(model: CoolChic, groups: list[params.Group]) -> Encoded:
     """The file of ``model`` (eval mode) with its networks quantised as ``groups``."""
     arch = Architecture.of(model)
     y_hat = [y[0, 0].double().numpy() for y in model.rounded_latents()]
-    wavefront = _wavefront(model.arm, model.latents.shapes, arch)
+    wavefront = wavefront_of(model)
     for rounding in (0, exact.ARM_BITS):  # no rounding if every sum is exact without
         decoder = _decoder(arch, groups, rounding)
         try:
@@ -305,18 +305,20 @@ def _decode(bs: Bitstream) -> np.ndarray:
     model, groups, modules, rounding = _groups(arch, bs)
     for module, string in zip(modules, bs.strings, strict=False):
         params.decode(string, [g for g in groups if g.module == module])
-    wavefront = _wavefront(model.arm, model.latents.shapes, arch)
+    wavefront = wavefront_of(model)
     _, x_hat = _decoder(arch, groups, rounding).decode(wavefront, bs.strings[-1])
     return to_uint8(x_hat)
 
 
-def _wavefront(arm: ARM, shapes: list[tuple[int, int]], arch: Architecture) -> Wavefront:
-    """The decoding schedule of a model's latents (its ARM says what the features read)."""
+def wavefront_of(model: CoolChic) -> Wavefront:
+    """The decoding schedule of a model's latents (its ARM says its context and what the
+    features read; a decoder's model is built from the file's architecture)."""
+    arm = model.arm
     return Wavefront(
-        shapes,
-        arch.context,
-        arch.coarse,
-        levels=arch.levels,
+        model.latents.shapes,
+        len(arm.offsets),
+        len(arm.coarse_offsets),
+        levels=model.latents.levels,
         resolutions=arm.resolutions,
         feature_inputs=[arm.coarser(g) for g in range(len(arm.ifce))],
     )
